@@ -1,0 +1,480 @@
+"""A small asyncio communicator over paho-mqtt, shared by the edge agent and central.
+
+Each connection attempt uses a fresh paho client running its network loop in its own thread, so nothing here
+blocks the event loop. The connection is kept up by :meth:`MqttClient.run` with exponential back-off. MQTT 5 is
+tried first; with ``protocol: auto`` a broker that refuses MQTT 5 (e.g. the embedded amqtt broker of the demo) is
+spoken to in MQTT 3.1.1 from then on.
+
+* :meth:`MqttClient.publish` returns once the broker acknowledged the message (PUBACK for QoS 1) and raises
+  :class:`PublishRejected` when it refused it (MQTT 5 reason codes, e.g. "Not authorized").
+* Inbound messages are buffered and handed out in batches by :meth:`MqttClient.next_batch`; QoS 1 messages are
+  acknowledged only when the consumer calls :meth:`MqttClient.ack` (after it stored them), so a crash before that
+  makes the broker deliver them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import socket
+import ssl
+import threading
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import paho.mqtt.client as paho
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+log = structlog.get_logger(__name__)
+
+UNSUPPORTED_PROTOCOL = 132  # MQTT 5 CONNACK reason code; paho maps a 3.1.1 "refused: protocol version" to it too
+
+
+class TlsSettings(BaseModel):
+    """TLS towards the broker (server verification always on; a client certificate is optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ca_file: Path | None = Field(default=None, description="CA bundle that signed the broker's certificate")
+    cert_file: Path | None = Field(default=None, description="client certificate (PEM), for mutual TLS")
+    key_file: Path | None = Field(default=None, description="client private key (PEM)")
+
+    def context(self) -> ssl.SSLContext:
+        """An SSL context for these settings (TLS ≥ 1.2, hostname checked)."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.cert_file:
+            ctx.load_cert_chain(str(self.cert_file), str(self.key_file) if self.key_file else None)
+        return ctx
+
+
+class MqttSettings(BaseModel):
+    """How to reach the broker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = Field(default=None, description="read the password from this file instead")
+    tls: TlsSettings | None = None
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    keepalive_s: int = Field(default=10, ge=2, le=15, description="MQTT keepalive; ≤ 15 s so outages show fast")
+    session_expiry_s: int = Field(default=3600, ge=0, description="how long the broker keeps our session")
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    max_inflight: int = Field(default=100, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> MqttSettings:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give either password or password_file, not both")
+        return self
+
+    def resolved_password(self) -> str | None:
+        """The password, read from ``password_file`` when that is set."""
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        return self.password.get_secret_value() if self.password else None
+
+
+class MqttError(Exception):
+    """Base class of communicator errors."""
+
+
+class NotConnected(MqttError):
+    """The broker is not reachable right now; try again after reconnecting."""
+
+
+class PublishRejected(MqttError):
+    """The broker refused a publish (MQTT 5 reason code)."""
+
+    def __init__(self, reason: str, code: int) -> None:
+        super().__init__(f"broker refused publish: {reason} ({code})")
+        self.reason = reason
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """The last will the broker publishes when we vanish without a clean disconnect."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(slots=True)
+class InboundMessage:
+    """One message received from the broker."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    mid: int
+    expiry_s: int | None = None
+    connection: int = 0  # which connection delivered it; acks for older connections are moot
+
+
+@dataclass(slots=True)
+class _Subscription:
+    topic_filter: str
+    qos: int
+
+
+@dataclass(slots=True)
+class _Connection:
+    """One paho client = one connection attempt."""
+
+    number: int
+    client: paho.Client
+    protocol: int
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    connack_code: int | None = None
+    close_reason: str = ""
+    pending: dict[int, asyncio.Future[None]] = field(default_factory=dict)
+    early_acks: dict[int, tuple[bool, str, int]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+OnConnect = Callable[[], Awaitable[None]]
+
+
+class MqttClient:
+    """Keeps one MQTT connection up and offers publish / subscribe / batched receive over asyncio."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        client_id: str | None = None,
+        will: Will | None = None,
+        clean_start: bool = False,
+        inbound_limit: int = 100_000,
+    ) -> None:
+        self.settings = settings
+        self.client_id = client_id or f"varta-{uuid.uuid4().hex[:12]}"
+        self.will = will
+        self.clean_start = clean_start
+        self._subs: list[_Subscription] = []
+        self._on_connect: list[OnConnect] = []
+        self._conn: _Connection | None = None
+        self._count = 0
+        self._protocol = paho.MQTTv311 if settings.protocol == "3.1.1" else paho.MQTTv5
+        self._protocol_known = settings.protocol != "auto"
+        self._inbound: collections.deque[InboundMessage] = collections.deque()
+        self._inbound_limit = inbound_limit
+        self._wake = asyncio.Event()
+        self._wake_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.connected = asyncio.Event()
+        self.disconnected = asyncio.Event()
+        self.disconnected.set()
+        self.connections = 0  # successful connections so far
+        self.inbound_dropped = 0
+        self._stopping = False
+
+    # ----------------------------------------------------------------------------------------- public API
+
+    @property
+    def protocol_name(self) -> str:
+        """``"5"`` or ``"3.1.1"``: the protocol of the current (or next) connection."""
+        return "5" if self._protocol == paho.MQTTv5 else "3.1.1"
+
+    @property
+    def connection_number(self) -> int:
+        """Number of the current connection (increases on every reconnect)."""
+        return self._conn.number if self._conn else 0
+
+    def add_subscription(self, topic_filter: str, qos: int = 1) -> None:
+        """Subscribe to *topic_filter* on every (re)connect."""
+        self._subs.append(_Subscription(topic_filter, qos))
+
+    def add_on_connect(self, callback: OnConnect) -> None:
+        """Run *callback* after every successful (re)connect, once subscriptions are made."""
+        self._on_connect.append(callback)
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until connected (raises TimeoutError)."""
+        await asyncio.wait_for(self.connected.wait(), timeout)
+
+    async def run(self) -> None:
+        """Connect and stay connected until cancelled, backing off between failed attempts."""
+        self._loop = asyncio.get_running_loop()
+        delay = self.settings.reconnect_min_s
+        try:
+            while not self._stopping:
+                ok = await self._connect_once()
+                if ok:
+                    delay = self.settings.reconnect_min_s
+                    assert self._conn is not None
+                    await self._conn.closed.wait()
+                    self._mark_down(self._conn)
+                if self._stopping:
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.reconnect_max_s)
+        finally:
+            if self._conn is not None:
+                self._teardown(self._conn)
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        expiry_s: int | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        """Publish and wait for the broker's acknowledgement (QoS 1) or the write (QoS 0)."""
+        conn = self._conn
+        if conn is None or not conn.connected.is_set() or conn.closed.is_set():
+            raise NotConnected("not connected to the broker")
+        props = None
+        if expiry_s is not None and conn.protocol == paho.MQTTv5:
+            props = Properties(PacketTypes.PUBLISH)
+            props.MessageExpiryInterval = max(1, int(expiry_s))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        info = conn.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise NotConnected(f"publish failed: {paho.error_string(info.rc)}")
+        with conn.lock:
+            early = conn.early_acks.pop(info.mid, None)
+            if early is None:
+                conn.pending[info.mid] = fut
+        if early is not None:
+            self._settle(fut, *early)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            with conn.lock:
+                conn.pending.pop(info.mid, None)
+            raise NotConnected("no acknowledgement from the broker in time") from None
+
+    def ack(self, message: InboundMessage) -> None:
+        """Acknowledge a QoS 1 message after it was processed (no-op for QoS 0 or a closed connection)."""
+        conn = self._conn
+        if message.qos == 0 or conn is None or conn.number != message.connection or conn.closed.is_set():
+            return
+        conn.client.ack(message.mid, message.qos)
+
+    async def next_batch(self, max_items: int = 1000, timeout: float | None = None) -> list[InboundMessage]:
+        """Wait for inbound messages and return up to *max_items* of them (empty list on timeout)."""
+        if not self._inbound:
+            self._wake.clear()
+            self._wake_pending = False
+            if not self._inbound:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake_pending = False
+        batch: list[InboundMessage] = []
+        popleft = self._inbound.popleft
+        while self._inbound and len(batch) < max_items:
+            batch.append(popleft())
+        return batch
+
+    async def stop(self, final: tuple[str, bytes, bool] | None = None) -> None:
+        """Disconnect cleanly, first publishing *final* (topic, payload, retain) if connected."""
+        self._stopping = True
+        conn = self._conn
+        if conn is None:
+            return
+        if final is not None and conn.connected.is_set() and not conn.closed.is_set():
+            with contextlib.suppress(MqttError):
+                await self.publish(final[0], final[1], qos=1, retain=final[2], timeout=3.0)
+        conn.client.disconnect()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(conn.closed.wait(), 3.0)
+        self._teardown(conn)
+
+    # ----------------------------------------------------------------------------------------- internals
+
+    def _new_client(self, number: int) -> _Connection:
+        s = self.settings
+        protocol = self._protocol
+        client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=protocol,
+            clean_session=self.clean_start if protocol != paho.MQTTv5 else None,
+            manual_ack=True,
+            reconnect_on_failure=False,
+        )
+        conn = _Connection(number=number, client=client, protocol=protocol)
+        password = s.resolved_password()
+        if s.username is not None:
+            client.username_pw_set(s.username, password)
+        if s.tls is not None:
+            client.tls_set_context(s.tls.context())
+        if self.will is not None:
+            client.will_set(self.will.topic, self.will.payload, qos=self.will.qos, retain=self.will.retain)
+        client.max_inflight_messages_set(s.max_inflight)
+        client.max_queued_messages_set(0)
+        client.on_connect = lambda c, u, f, rc, p: self._cb_connect(conn, rc)
+        client.on_disconnect = lambda c, u, f, rc, p: self._cb_disconnect(conn, str(rc))
+        client.on_connect_fail = lambda c, u: self._cb_disconnect(conn, "connect failed")
+        client.on_publish = lambda c, u, mid, rc, p: self._cb_publish(conn, mid, rc)
+        client.on_message = lambda c, u, m: self._cb_message(conn, m)
+        return conn
+
+    async def _connect_once(self) -> bool:
+        self._count += 1
+        conn = self._new_client(self._count)
+        self._conn = conn
+        s = self.settings
+        props = None
+        if conn.protocol == paho.MQTTv5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0 if self.clean_start else s.session_expiry_s
+            props.ReceiveMaximum = 65535
+        try:
+            conn.client.connect_async(
+                s.host,
+                s.port,
+                keepalive=s.keepalive_s,
+                clean_start=self.clean_start if conn.protocol == paho.MQTTv5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+                properties=props,
+            )
+            conn.client.loop_start()
+        except (OSError, ValueError) as exc:
+            log.warning("mqtt.connect_error", error=str(exc), host=s.host, port=s.port)
+            self._teardown(conn)
+            return False
+        done = asyncio.ensure_future(conn.connected.wait())
+        closed = asyncio.ensure_future(conn.closed.wait())
+        try:
+            await asyncio.wait({done, closed}, timeout=s.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.cancel()
+            closed.cancel()
+        if not conn.connected.is_set() or conn.closed.is_set():
+            # A broker that does not speak MQTT 5 either refuses it in CONNACK or never answers / hangs up.
+            refused_protocol = conn.connack_code == UNSUPPORTED_PROTOCOL or (
+                conn.connack_code is None and conn.close_reason != "connect failed"
+            )
+            if self.settings.protocol == "auto" and not self._protocol_known and refused_protocol:
+                self._protocol = paho.MQTTv311 if self._protocol == paho.MQTTv5 else paho.MQTTv5
+                log.info("mqtt.protocol_fallback", protocol=self.protocol_name)
+            else:
+                log.warning(
+                    "mqtt.connect_failed",
+                    host=s.host,
+                    port=s.port,
+                    reason=conn.close_reason or f"connack {conn.connack_code}" or "timeout",
+                )
+            self._teardown(conn)
+            return False
+        self._protocol_known = True
+        for sub in self._subs:
+            conn.client.subscribe(sub.topic_filter, qos=sub.qos)
+        self.connections += 1
+        log.info("mqtt.connected", host=s.host, port=s.port, protocol=self.protocol_name, client_id=self.client_id)
+        self.disconnected.clear()
+        self.connected.set()
+        for callback in self._on_connect:
+            try:
+                await callback()
+            except MqttError as exc:
+                log.warning("mqtt.on_connect_failed", error=str(exc))
+        return True
+
+    def _mark_down(self, conn: _Connection) -> None:
+        self.connected.clear()
+        self.disconnected.set()
+        log.warning("mqtt.disconnected", reason=conn.close_reason)
+        self._teardown(conn)
+
+    def _teardown(self, conn: _Connection) -> None:
+        with contextlib.suppress(Exception):
+            conn.client.disconnect()
+        with contextlib.suppress(Exception):
+            conn.client.loop_stop()
+        with conn.lock:
+            pending = list(conn.pending.values())
+            conn.pending.clear()
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(NotConnected("connection lost before acknowledgement"))
+
+    # paho callbacks (network thread) ---------------------------------------------------------------------
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn, *args)
+
+    def _cb_connect(self, conn: _Connection, rc: Any) -> None:
+        sock = conn.client.socket()
+        if isinstance(sock, socket.socket):
+            # Small packets (PUBACKs, single publishes) must not wait for Nagle + delayed ACK (~40 ms).
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.connack_code = int(rc.value) if hasattr(rc, "value") else int(rc)
+        if rc.is_failure:
+            conn.close_reason = f"connack refused: {rc}"
+            self._call(conn.closed.set)
+        else:
+            self._call(conn.connected.set)
+
+    def _cb_disconnect(self, conn: _Connection, reason: str) -> None:
+        conn.close_reason = conn.close_reason or reason
+        self._call(conn.closed.set)
+        with conn.lock:
+            pending = list(conn.pending.values())
+            conn.pending.clear()
+        for fut in pending:
+            self._call(_fail, fut, NotConnected(f"connection lost: {reason}"))
+
+    def _cb_publish(self, conn: _Connection, mid: int, rc: Any) -> None:
+        failed = bool(getattr(rc, "is_failure", False))
+        outcome = (failed, str(rc), int(getattr(rc, "value", 0)))
+        with conn.lock:
+            fut = conn.pending.pop(mid, None)
+            if fut is None:
+                conn.early_acks[mid] = outcome
+                return
+        self._call(self._settle, fut, *outcome)
+
+    @staticmethod
+    def _settle(fut: asyncio.Future[None], failed: bool, reason: str, code: int) -> None:
+        if fut.done():
+            return
+        if failed:
+            fut.set_exception(PublishRejected(reason, code))
+        else:
+            fut.set_result(None)
+
+    def _cb_message(self, conn: _Connection, m: paho.MQTTMessage) -> None:
+        if len(self._inbound) >= self._inbound_limit:
+            # Not acknowledged: the broker redelivers it (QoS 1) after the next reconnect.
+            self.inbound_dropped += 1
+            return
+        expiry = getattr(m.properties, "MessageExpiryInterval", None) if m.properties else None
+        self._inbound.append(
+            InboundMessage(m.topic, m.payload, m.qos, bool(m.retain), m.mid, expiry, conn.number)
+        )
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._call(self._wake.set)
+
+
+def _fail(fut: asyncio.Future[None], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
