@@ -1,0 +1,1 @@
+"""Users, roles, sessions, API tokens, audit log and route guards."""

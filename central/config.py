@@ -1,0 +1,113 @@
+"""Central's configuration: YAML file plus ``VARTA_CENTRAL__…`` environment variables (unknown keys rejected)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from varta.mqtt import MqttSettings
+
+
+class HttpSettings(BaseModel):
+    """Where the web server listens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str | None = Field(default=None, description="external URL, for links and the Origin check")
+
+
+class AuthSettings(BaseModel):
+    """Sessions and login protection."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_ttl_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    cookie_secure: bool = Field(default=False, description="set Secure on the session cookie (behind HTTPS)")
+    max_failed_logins: int = Field(default=5, ge=1, description="failed logins per user before a lockout")
+    lockout_minutes: float = Field(default=15.0, gt=0)
+
+
+class IngestSettings(BaseModel):
+    """MQTT ingest tuning."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shared_group: str = Field(default="varta-central", pattern=r"^[A-Za-z0-9_-]+$")
+    use_shared_subscription: bool = Field(default=True, description="needs MQTT 5; ignored on 3.1.1")
+    batch_max: int = Field(default=2000, ge=1, le=50_000)
+    batch_wait_s: float = Field(default=0.05, ge=0, le=5)
+    health_retention_days: int = Field(default=30, ge=1)
+    receipt_retention_days: int = Field(default=14, ge=1)
+
+
+class CommandSettings(BaseModel):
+    """Signed commands to edge nodes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    signing_key_file: Path = Field(default=Path("var/central/signing.key"))
+    default_ttl_s: int = Field(default=60, ge=1, le=86_400)
+
+
+class CentralConfig(BaseSettings):
+    """Everything central needs; defaults run on one machine with SQLite and a local broker."""
+
+    model_config = SettingsConfigDict(env_prefix="VARTA_CENTRAL__", env_nested_delimiter="__", extra="forbid")
+
+    instance_id: str = Field(default="central-1", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    database_url: str = Field(default="sqlite+aiosqlite:///var/central/varta.db")
+    data_dir: Path = Field(default=Path("var/central"))
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    mqtt: MqttSettings = Field(default_factory=lambda: MqttSettings(session_expiry_s=86_400))
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    commands: CommandSettings = Field(default_factory=CommandSettings)
+    offline_after_s: float = Field(
+        default=30.0, gt=0, description="mark a node offline when nothing arrived for this long (backs the will)"
+    )
+    default_language: Literal["uk", "en"] = "uk"
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the YAML file (passed as init values).
+        return env_settings, init_settings, file_secret_settings
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used, with a readable message."""
+
+
+def load_central_config(path: Path | None = None, **overrides: Any) -> CentralConfig:
+    """Load central's config from *path* (YAML) plus environment, raising :class:`ConfigError` on problems."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        data.update(loaded)
+    data.update(overrides)
+    try:
+        return CentralConfig(**data)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid central configuration:\n" + "\n".join(lines)) from None
