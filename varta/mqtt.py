@@ -132,6 +132,13 @@ class InboundMessage:
 class _Subscription:
     topic_filter: str
     qos: int
+    shared_group: str | None = None
+
+    def filter_for(self, protocol: int) -> str:
+        # Shared subscriptions exist only in MQTT 5; on 3.1.1 every subscriber gets every message.
+        if self.shared_group and protocol == paho.MQTTv5:
+            return f"$share/{self.shared_group}/{self.topic_filter}"
+        return self.topic_filter
 
 
 @dataclass(slots=True)
@@ -199,9 +206,9 @@ class MqttClient:
         """Number of the current connection (increases on every reconnect)."""
         return self._conn.number if self._conn else 0
 
-    def add_subscription(self, topic_filter: str, qos: int = 1) -> None:
-        """Subscribe to *topic_filter* on every (re)connect."""
-        self._subs.append(_Subscription(topic_filter, qos))
+    def add_subscription(self, topic_filter: str, qos: int = 1, *, shared_group: str | None = None) -> None:
+        """Subscribe to *topic_filter* on every (re)connect (as ``$share/<group>/…`` under MQTT 5 if given)."""
+        self._subs.append(_Subscription(topic_filter, qos, shared_group))
 
     def add_on_connect(self, callback: OnConnect) -> None:
         """Run *callback* after every successful (re)connect, once subscriptions are made."""
@@ -382,7 +389,7 @@ class MqttClient:
             return False
         self._protocol_known = True
         for sub in self._subs:
-            conn.client.subscribe(sub.topic_filter, qos=sub.qos)
+            conn.client.subscribe(sub.filter_for(conn.protocol), qos=sub.qos)
         self.connections += 1
         log.info("mqtt.connected", host=s.host, port=s.port, protocol=self.protocol_name, client_id=self.client_id)
         self.disconnected.clear()
