@@ -35,7 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 log = structlog.get_logger(__name__)
 
-UNSUPPORTED_PROTOCOL = 132  # MQTT 5 CONNACK reason code; paho maps a 3.1.1 "refused: protocol version" to it too
+UNSUPPORTED_PROTOCOL = (
+    132  # MQTT 5 CONNACK reason code; paho maps a 3.1.1 "refused: protocol version" to it too
+)
 
 
 class TlsSettings(BaseModel):
@@ -68,7 +70,9 @@ class MqttSettings(BaseModel):
     password_file: Path | None = Field(default=None, description="read the password from this file instead")
     tls: TlsSettings | None = None
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
-    keepalive_s: int = Field(default=10, ge=2, le=15, description="MQTT keepalive; ≤ 15 s so outages show fast")
+    keepalive_s: int = Field(
+        default=10, ge=2, le=15, description="MQTT keepalive; ≤ 15 s so outages show fast"
+    )
     session_expiry_s: int = Field(default=3600, ge=0, description="how long the broker keeps our session")
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
@@ -355,7 +359,9 @@ class MqttClient:
                 s.host,
                 s.port,
                 keepalive=s.keepalive_s,
-                clean_start=self.clean_start if conn.protocol == paho.MQTTv5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+                clean_start=self.clean_start
+                if conn.protocol == paho.MQTTv5
+                else paho.MQTT_CLEAN_START_FIRST_ONLY,
                 properties=props,
             )
             conn.client.loop_start()
@@ -366,7 +372,9 @@ class MqttClient:
         done = asyncio.ensure_future(conn.connected.wait())
         closed = asyncio.ensure_future(conn.closed.wait())
         try:
-            await asyncio.wait({done, closed}, timeout=s.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {done, closed}, timeout=s.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             done.cancel()
             closed.cancel()
@@ -383,7 +391,7 @@ class MqttClient:
                     "mqtt.connect_failed",
                     host=s.host,
                     port=s.port,
-                    reason=conn.close_reason or f"connack {conn.connack_code}" or "timeout",
+                    reason=conn.close_reason or (f"connack {conn.connack_code}" if conn.connack_code is not None else "timeout"),
                 )
             self._teardown(conn)
             return False
@@ -391,7 +399,9 @@ class MqttClient:
         for sub in self._subs:
             conn.client.subscribe(sub.filter_for(conn.protocol), qos=sub.qos)
         self.connections += 1
-        log.info("mqtt.connected", host=s.host, port=s.port, protocol=self.protocol_name, client_id=self.client_id)
+        log.info(
+            "mqtt.connected", host=s.host, port=s.port, protocol=self.protocol_name, client_id=self.client_id
+        )
         self.disconnected.clear()
         self.connected.set()
         for callback in self._on_connect:

@@ -19,7 +19,7 @@ from nacl.signing import SigningKey, VerifyKey
 from varta.contract import Command, signing_bytes
 
 
-class KeyError_(ValueError):  # noqa: N801 - distinct from the builtin KeyError
+class KeyFileError(ValueError):
     """A key file or key text that cannot be used."""
 
 
@@ -32,7 +32,7 @@ def _unb64(text: str) -> bytes:
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
-        raise KeyError_(f"not base64: {exc}") from None
+        raise KeyFileError(f"not base64: {exc}") from None
 
 
 def generate_signing_key() -> SigningKey:
@@ -54,7 +54,7 @@ def load_verify_key(text: str) -> VerifyKey:
     """Parse a base64url public key."""
     raw = _unb64(text)
     if len(raw) != 32:
-        raise KeyError_(f"an Ed25519 public key has 32 bytes, got {len(raw)}")
+        raise KeyFileError(f"an Ed25519 public key has 32 bytes, got {len(raw)}")
     return VerifyKey(raw)
 
 
@@ -71,9 +71,9 @@ def load_signing_key(path: Path) -> SigningKey:
     try:
         raw = _unb64(path.read_text())
     except OSError as exc:
-        raise KeyError_(f"cannot read {path}: {exc.strerror}") from None
+        raise KeyFileError(f"cannot read {path}: {exc.strerror}") from None
     if len(raw) != 32:
-        raise KeyError_(f"{path}: an Ed25519 seed has 32 bytes, got {len(raw)}")
+        raise KeyFileError(f"{path}: an Ed25519 seed has 32 bytes, got {len(raw)}")
     return SigningKey(raw)
 
 
@@ -99,7 +99,7 @@ def verify_command(command: Command, keys: list[VerifyKey]) -> bool:
         return False
     try:
         signature = _unb64(command.sig)
-    except KeyError_:
+    except KeyFileError:
         return False
     if len(signature) != 64:
         return False
