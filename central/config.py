@@ -69,7 +69,9 @@ class CentralConfig(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     commands: CommandSettings = Field(default_factory=CommandSettings)
     offline_after_s: float = Field(
-        default=30.0, gt=0, description="mark a node offline when nothing arrived for this long (backs the will)"
+        default=30.0,
+        gt=0,
+        description="mark a node offline when nothing arrived for this long (backs the will)",
     )
     default_language: Literal["uk", "en"] = "uk"
     log_level: str = "INFO"

@@ -35,9 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 log = structlog.get_logger(__name__)
 
-UNSUPPORTED_PROTOCOL = (
-    132  # MQTT 5 CONNACK reason code; paho maps a 3.1.1 "refused: protocol version" to it too
-)
+UNSUPPORTED_PROTOCOL = 132  # MQTT 5 CONNACK reason code; paho maps a 3.1.1 "refused: protocol version" to it too
 
 
 class TlsSettings(BaseModel):
@@ -70,9 +68,7 @@ class MqttSettings(BaseModel):
     password_file: Path | None = Field(default=None, description="read the password from this file instead")
     tls: TlsSettings | None = None
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
-    keepalive_s: int = Field(
-        default=10, ge=2, le=15, description="MQTT keepalive; ≤ 15 s so outages show fast"
-    )
+    keepalive_s: int = Field(default=10, ge=2, le=15, description="MQTT keepalive; ≤ 15 s so outages show fast")
     session_expiry_s: int = Field(default=3600, ge=0, description="how long the broker keeps our session")
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
@@ -359,9 +355,7 @@ class MqttClient:
                 s.host,
                 s.port,
                 keepalive=s.keepalive_s,
-                clean_start=self.clean_start
-                if conn.protocol == paho.MQTTv5
-                else paho.MQTT_CLEAN_START_FIRST_ONLY,
+                clean_start=self.clean_start if conn.protocol == paho.MQTTv5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
                 properties=props,
             )
             conn.client.loop_start()
@@ -372,9 +366,7 @@ class MqttClient:
         done = asyncio.ensure_future(conn.connected.wait())
         closed = asyncio.ensure_future(conn.closed.wait())
         try:
-            await asyncio.wait(
-                {done, closed}, timeout=s.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait({done, closed}, timeout=s.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             done.cancel()
             closed.cancel()
@@ -391,7 +383,8 @@ class MqttClient:
                     "mqtt.connect_failed",
                     host=s.host,
                     port=s.port,
-                    reason=conn.close_reason or (f"connack {conn.connack_code}" if conn.connack_code is not None else "timeout"),
+                    reason=conn.close_reason
+                    or (f"connack {conn.connack_code}" if conn.connack_code is not None else "timeout"),
                 )
             self._teardown(conn)
             return False
@@ -399,9 +392,7 @@ class MqttClient:
         for sub in self._subs:
             conn.client.subscribe(sub.filter_for(conn.protocol), qos=sub.qos)
         self.connections += 1
-        log.info(
-            "mqtt.connected", host=s.host, port=s.port, protocol=self.protocol_name, client_id=self.client_id
-        )
+        log.info("mqtt.connected", host=s.host, port=s.port, protocol=self.protocol_name, client_id=self.client_id)
         self.disconnected.clear()
         self.connected.set()
         for callback in self._on_connect:
@@ -484,9 +475,7 @@ class MqttClient:
             self.inbound_dropped += 1
             return
         expiry = getattr(m.properties, "MessageExpiryInterval", None) if m.properties else None
-        self._inbound.append(
-            InboundMessage(m.topic, m.payload, m.qos, bool(m.retain), m.mid, expiry, conn.number)
-        )
+        self._inbound.append(InboundMessage(m.topic, m.payload, m.qos, bool(m.retain), m.mid, expiry, conn.number))
         if not self._wake_pending:
             self._wake_pending = True
             self._call(self._wake.set)

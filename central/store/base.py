@@ -46,4 +46,8 @@ class Base(DeclarativeBase):
     """Base of all central tables (constraint names are deterministic for Alembic)."""
 
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map: dict[Any, Any] = {datetime: UtcDateTime, dict[str, Any]: JsonDict}
+    type_annotation_map: dict[Any, Any] = {
+        datetime: UtcDateTime,
+        dict[str, Any]: JsonDict,
+        list[str]: JsonDict,
+    }

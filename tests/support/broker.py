@@ -42,8 +42,7 @@ class Broker:
             "max_inflight_messages 1000\n"
             "max_queued_messages 200000\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
-            f"log_dest file {self.log_path}\n"
-            + self.extra_conf
+            f"log_dest file {self.log_path}\n" + self.extra_conf
         )
 
     def start(self) -> Broker:
@@ -51,8 +50,9 @@ class Broker:
         if self.proc is not None and self.proc.poll() is None:
             return self
         self.write_conf()
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf_path)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         try:
             wait_for_port(self.port, timeout=10)
         except TimeoutError:

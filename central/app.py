@@ -1,0 +1,104 @@
+"""The FastAPI application factory: routers, static files, and the background services in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from central.api import audit as audit_api
+from central.api import commands as commands_api
+from central.api import fleet as fleet_api
+from central.api import session as session_api
+from central.api import stream as stream_api
+from central.api import system as system_api
+from central.api import tokens as tokens_api
+from central.api import users as users_api
+from central.commands import CommandService
+from central.config import CentralConfig
+from central.dashboard import routes as dashboard_routes
+from central.dashboard.security import install_security_headers
+from central.ingest.service import IngestService, run_supervised
+from central.services import Services
+from central.store import migrate
+from central.store.db import Database
+from varta import __version__
+from varta.mqtt import MqttClient
+from varta.signing import load_or_create_signing_key
+
+log = structlog.get_logger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "dashboard" / "static"
+
+
+def create_app(config: CentralConfig, *, start_background: bool = True) -> FastAPI:
+    """Build central's app. With ``start_background=False`` no broker connection is made (tests of the API)."""
+    services = Services(config=config, db=Database(config.database_url))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(migrate.upgrade, config.database_url)
+        tasks: list[asyncio.Task[None]] = []
+        mqtt: MqttClient | None = None
+        if start_background:
+            key = await asyncio.to_thread(load_or_create_signing_key, config.commands.signing_key_file)
+            mqtt = MqttClient(config.mqtt, client_id=f"varta-central-{config.instance_id}")
+            ingest = IngestService(
+                mqtt, services.db, services.bus, config.ingest, offline_after_s=config.offline_after_s
+            )
+            ingest.subscribe()
+            services.ingest = ingest
+            services.commands = CommandService(mqtt, key, config.commands, instance_id=config.instance_id)
+            tasks = [
+                asyncio.create_task(mqtt.run(), name="mqtt"),
+                asyncio.create_task(run_supervised("ingest", ingest.run), name="ingest"),
+                asyncio.create_task(
+                    run_supervised("maintenance", ingest.run_maintenance), name="maintenance"
+                ),
+            ]
+        log.info(
+            "central.started", version=__version__, database=services.db.dialect, background=start_background
+        )
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if mqtt is not None:
+                await mqtt.stop()
+            await services.db.dispose()
+            log.info("central.stopped")
+
+    app = FastAPI(
+        title="Varta central",
+        version=__version__,
+        description="Fleet state, events and commands for Varta edge nodes.",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.services = services
+    install_security_headers(app)
+    for router in (
+        system_api.router,
+        session_api.router,
+        fleet_api.router,
+        commands_api.router,
+        stream_api.router,
+        users_api.router,
+        tokens_api.router,
+        audit_api.router,
+        dashboard_routes.router,
+    ):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

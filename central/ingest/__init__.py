@@ -1,0 +1,1 @@
+"""MQTT ingest of everything edge nodes report."""

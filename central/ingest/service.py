@@ -1,0 +1,707 @@
+"""MQTT ingest: decode → dedupe on ``(node_id, boot_id, seq)`` → persist in one transaction per batch → ack → bus.
+
+QoS 1 messages are acknowledged to the broker only after the batch containing them is committed, so a crash of
+central makes the broker deliver them again, and the receipts table drops what was already stored. A payload that
+breaks the contract is counted by reason, logged, and acknowledged (it can never become valid); a database error
+keeps the batch unacknowledged and retries it with back-off — nothing is lost and the loop never dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from central.api.schemas import CommandView, DeviceView, EventView, HealthPoint, IngestStats
+from central.bus import Bus
+from central.config import IngestSettings
+from central.store import queries
+from central.store.db import Database
+from central.store.fleet_models import (
+    CommandRecord,
+    DeviceStateRecord,
+    EventRecord,
+    HealthSample,
+    Node,
+    Receipt,
+    SeqGap,
+    SeqTrack,
+)
+from varta.contract import (
+    Availability,
+    Birth,
+    Channel,
+    CommandResult,
+    CommandStatus,
+    ContractError,
+    DeviceState,
+    Envelope,
+    Event,
+    Health,
+    Severity,
+    decode_for_topic,
+    parse_topic,
+    subscription,
+    utcnow,
+)
+from varta.mqtt import InboundMessage, MqttClient
+
+log = structlog.get_logger(__name__)
+
+_RETAINED = (Channel.STATUS, Channel.BIRTH, Channel.STATE)
+_SHARED = (Channel.HEALTH, Channel.EVENT, Channel.COMMAND_RESULT)
+_HEALTH_FIELDS = (
+    "cpu_percent",
+    "memory_percent",
+    "disk_percent",
+    "temperature_c",
+    "undervoltage",
+    "uptime_s",
+)
+
+
+@dataclass
+class IngestCounters:
+    """What the ingest has seen since start."""
+
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    gaps_recorded: int = 0
+    batches: int = 0
+    last_batch_size: int = 0
+    db_errors: int = 0
+
+
+@dataclass
+class _Accepted:
+    message: Envelope
+    site: str
+    received_at: datetime
+
+
+@dataclass
+class _Outcome:
+    """What one committed batch changed, for the bus."""
+
+    nodes: set[str] = field(default_factory=set)
+    health: dict[str, HealthPoint] = field(default_factory=dict)
+    events: list[EventRecord] = field(default_factory=list)
+    devices: list[tuple[str, DeviceStateRecord]] = field(default_factory=list)
+    commands: list[CommandRecord] = field(default_factory=list)
+
+
+class IngestService:
+    """Consumes node messages from the broker into the store and the bus."""
+
+    def __init__(
+        self,
+        mqtt: MqttClient,
+        db: Database,
+        bus: Bus,
+        settings: IngestSettings,
+        *,
+        offline_after_s: float = 30.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.mqtt = mqtt
+        self.db = db
+        self.bus = bus
+        self.settings = settings
+        self.offline_after_s = offline_after_s
+        self.clock = clock
+        self.counters = IngestCounters()
+        self._known_nodes: set[str] = set()
+        self._last_reject_log: dict[str, float] = {}
+
+    # ------------------------------------------------------------------------------------------ wiring
+
+    def subscribe(self) -> None:
+        """Register the subscriptions (made on every reconnect)."""
+        for channel in _RETAINED:
+            self.mqtt.add_subscription(subscription(channel), qos=1)
+        group = self.settings.shared_group if self.settings.use_shared_subscription else None
+        for channel in _SHARED:
+            self.mqtt.add_subscription(subscription(channel), qos=1, shared_group=group)
+
+    def stats(self) -> IngestStats:
+        """Counters for the API and metrics."""
+        c = self.counters
+        return IngestStats(
+            received=c.received,
+            stored=c.stored,
+            duplicates=c.duplicates,
+            rejected=dict(c.rejected),
+            gaps_recorded=c.gaps_recorded,
+            batches=c.batches,
+            last_batch_size=c.last_batch_size,
+            db_errors=c.db_errors,
+            mqtt_connected=self.mqtt.connected.is_set(),
+            mqtt_protocol=self.mqtt.protocol_name,
+            inbound_dropped=self.mqtt.inbound_dropped,
+        )
+
+    async def run(self) -> None:
+        """Consume batches until cancelled."""
+        while True:
+            batch = await self.mqtt.next_batch(self.settings.batch_max, timeout=1.0)
+            if not batch:
+                continue
+            if len(batch) < self.settings.batch_max and self.settings.batch_wait_s > 0:
+                # Let a burst accumulate into one transaction (bounded wait keeps latency low).
+                await asyncio.sleep(self.settings.batch_wait_s)
+                batch.extend(await self.mqtt.next_batch(self.settings.batch_max - len(batch), timeout=0))
+            await self.process(batch)
+
+    async def run_maintenance(self, interval_s: float = 5.0) -> None:
+        """Periodic work: stale nodes go offline, unanswered commands expire, old rows are pruned."""
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.mark_stale_nodes()
+                await self.expire_commands()
+                if time.monotonic() - last_prune > 600:
+                    await self.prune()
+                    last_prune = time.monotonic()
+            except Exception:
+                log.exception("ingest.maintenance_failed")
+
+    # ------------------------------------------------------------------------------------------ batches
+
+    async def process(self, batch: Sequence[InboundMessage]) -> None:
+        """Decode, store and acknowledge one batch; retries storage until it succeeds."""
+        received_at = self.clock()
+        self.counters.received += len(batch)
+        self.counters.batches += 1
+        self.counters.last_batch_size = len(batch)
+        accepted: list[_Accepted] = []
+        for inbound in batch:
+            try:
+                message = decode_for_topic(inbound.topic, inbound.payload)
+            except ContractError as exc:
+                self._reject(inbound, exc)
+                continue
+            parts = parse_topic(inbound.topic)
+            assert parts is not None  # decode_for_topic checked it
+            accepted.append(_Accepted(message, parts.site, received_at))
+        delay = 0.2
+        while True:
+            try:
+                outcome = await self._store(accepted)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.counters.db_errors += 1
+                log.error("ingest.store_failed", error=str(exc)[:300], batch=len(accepted), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        for inbound in batch:
+            self.mqtt.ack(inbound)
+        await self._announce(outcome)
+
+    def _reject(self, inbound: InboundMessage, exc: ContractError) -> None:
+        reason = exc.reason.value
+        self.counters.rejected[reason] += 1
+        now = time.monotonic()
+        if now - self._last_reject_log.get(reason, 0.0) >= 1.0:  # at most one line per reason per second
+            self._last_reject_log[reason] = now
+            log.warning(
+                "ingest.rejected",
+                reason=reason,
+                detail=exc.detail[:200],
+                topic=inbound.topic[:200],
+                size=len(inbound.payload),
+                total=self.counters.rejected[reason],
+            )
+
+    async def _store(self, items: list[_Accepted]) -> _Outcome:
+        outcome = _Outcome()
+        if not items:
+            return outcome
+        async with self.db.session() as session:
+            await self._ensure_nodes(session, items)
+            fresh = await self._dedupe(session, items)
+            await self._track_sequences(session, fresh)
+            await self._store_health(session, fresh, outcome)
+            await self._store_events(session, fresh, outcome)
+            await self._store_births(session, fresh, outcome)
+            await self._store_device_states(session, fresh, outcome)
+            await self._store_command_results(session, fresh, outcome)
+            await self._store_availability(session, items, outcome)
+            await self._touch_nodes(session, items)
+            await session.commit()
+        self._known_nodes.update(i.message.node_id for i in items)
+        self.counters.stored += len(fresh)
+        return outcome
+
+    # ------------------------------------------------------------------------------------------ steps
+
+    def _insert(self, table: Any) -> Any:
+        dialect = postgresql if self.db.dialect == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    async def _ensure_nodes(self, session: AsyncSession, items: list[_Accepted]) -> None:
+        new = {i.message.node_id: i for i in items if i.message.node_id not in self._known_nodes}
+        if not new:
+            return
+        rows = [
+            {"node_id": nid, "site": item.site, "first_seen": item.received_at, "online": False}
+            for nid, item in new.items()
+        ]
+        await session.execute(self._insert(Node).on_conflict_do_nothing(index_elements=["node_id"]), rows)
+
+    async def _dedupe(self, session: AsyncSession, items: list[_Accepted]) -> list[_Accepted]:
+        unique: dict[tuple[str, str, int], _Accepted] = {}
+        for item in items:
+            m = item.message
+            if isinstance(m, Availability):
+                continue
+            key = (m.node_id, m.boot_id, m.seq)
+            if key in unique:
+                self.counters.duplicates += 1
+            else:
+                unique[key] = item
+        if not unique:
+            return []
+        rows = [
+            {"node_id": k[0], "boot_id": k[1], "seq": k[2], "received_at": item.received_at}
+            for k, item in unique.items()
+        ]
+        stmt = (
+            self._insert(Receipt)
+            .on_conflict_do_nothing(index_elements=["node_id", "boot_id", "seq"])
+            .returning(Receipt.node_id, Receipt.boot_id, Receipt.seq)
+        )
+        inserted: set[tuple[str, str, int]] = set()
+        for start in range(0, len(rows), 1000):
+            result = await session.execute(stmt, rows[start : start + 1000])
+            inserted.update((r[0], r[1], r[2]) for r in result.all())
+        self.counters.duplicates += len(unique) - len(inserted)
+        return [item for key, item in unique.items() if key in inserted]
+
+    async def _track_sequences(self, session: AsyncSession, fresh: list[_Accepted]) -> None:
+        by_boot: dict[tuple[str, str], list[int]] = {}
+        for item in fresh:
+            by_boot.setdefault((item.message.node_id, item.message.boot_id), []).append(item.message.seq)
+        if not by_boot:
+            return
+        now = self.clock()
+        tracks = {
+            (t.node_id, t.boot_id): t
+            for t in (
+                await session.scalars(select(SeqTrack).where(SeqTrack.node_id.in_({k[0] for k in by_boot})))
+            ).all()
+            if (t.node_id, t.boot_id) in by_boot
+        }
+        for (node_id, boot_id), seqs in by_boot.items():
+            seqs.sort()
+            track = tracks.get((node_id, boot_id))
+            high = track.max_seq if track else 0
+            late = [s for s in seqs if s <= high]
+            if late:
+                await self._fill_gaps(session, node_id, boot_id, late)
+            for s in seqs:
+                if s > high + 1:
+                    session.add(
+                        SeqGap(
+                            node_id=node_id,
+                            boot_id=boot_id,
+                            first_seq=high + 1,
+                            last_seq=s - 1,
+                            detected_at=now,
+                        )
+                    )
+                    self.counters.gaps_recorded += 1
+                    log.warning(
+                        "ingest.seq_gap", node_id=node_id, boot_id=boot_id, first=high + 1, last=s - 1
+                    )
+                high = max(high, s)
+            if track is None:
+                session.add(
+                    SeqTrack(
+                        node_id=node_id, boot_id=boot_id, max_seq=high, received=len(seqs), updated_at=now
+                    )
+                )
+            else:
+                track.max_seq = high
+                track.received += len(seqs)
+                track.updated_at = now
+
+    async def _fill_gaps(self, session: AsyncSession, node_id: str, boot_id: str, late: list[int]) -> None:
+        gaps = (
+            await session.scalars(select(SeqGap).where(SeqGap.node_id == node_id, SeqGap.boot_id == boot_id))
+        ).all()
+        for s in late:
+            for gap in gaps:
+                if gap.first_seq <= s <= gap.last_seq:
+                    if gap.first_seq < s < gap.last_seq:
+                        session.add(
+                            SeqGap(
+                                node_id=node_id,
+                                boot_id=boot_id,
+                                first_seq=s + 1,
+                                last_seq=gap.last_seq,
+                                detected_at=gap.detected_at,
+                            )
+                        )
+                        gap.last_seq = s - 1
+                    elif gap.first_seq == gap.last_seq:
+                        await session.delete(gap)
+                    elif s == gap.first_seq:
+                        gap.first_seq += 1
+                    else:
+                        gap.last_seq -= 1
+                    break
+
+    async def _store_health(self, session: AsyncSession, fresh: list[_Accepted], outcome: _Outcome) -> None:
+        rows: list[dict[str, Any]] = []
+        latest: dict[str, Health] = {}
+        for item in fresh:
+            m = item.message
+            if not isinstance(m, Health):
+                continue
+            data = m.model_dump(mode="json")
+            row = {k: data[k] for k in _HEALTH_FIELDS}
+            row.update(
+                node_id=m.node_id,
+                boot_id=m.boot_id,
+                seq=m.seq,
+                ts=m.ts,
+                received_at=item.received_at,
+                historical=m.historical,
+                data=data,
+            )
+            rows.append(row)
+            if m.node_id not in latest or m.ts >= latest[m.node_id].ts:
+                latest[m.node_id] = m
+        if not rows:
+            return
+        await session.execute(self._insert(HealthSample), rows)
+        updates = []
+        for node_id, m in latest.items():
+            point = HealthPoint.model_validate(m, from_attributes=True)
+            outcome.health[node_id] = point
+            updates.append(
+                {"node_id": node_id, "last_health_at": m.ts, "last_health": point.model_dump(mode="json")}
+            )
+        await session.execute(update(Node), updates)
+
+    def _event_record(
+        self, item: _Accepted, *, kind: str, severity: str, message: str = "", **kw: Any
+    ) -> EventRecord:
+        m = item.message
+        return EventRecord(
+            node_id=m.node_id,
+            site=item.site,
+            boot_id=kw.pop("boot_id", m.boot_id),
+            seq=kw.pop("seq", m.seq),
+            ts=kw.pop("ts", m.ts),
+            received_at=item.received_at,
+            historical=m.historical,
+            source=kw.pop("source", "central"),
+            kind=kind,
+            severity=severity,
+            device_id=kw.pop("device_id", None),
+            message=message,
+            data=kw.pop("data", {}),
+        )
+
+    async def _store_events(self, session: AsyncSession, fresh: list[_Accepted], outcome: _Outcome) -> None:
+        for item in fresh:
+            m = item.message
+            if isinstance(m, Event):
+                record = self._event_record(
+                    item,
+                    kind=m.kind,
+                    severity=m.severity.value,
+                    message=m.message,
+                    source="node",
+                    device_id=m.device_id,
+                    data=m.data,
+                )
+                session.add(record)
+                outcome.events.append(record)
+
+    async def _store_births(self, session: AsyncSession, fresh: list[_Accepted], outcome: _Outcome) -> None:
+        for item in fresh:
+            m = item.message
+            if not isinstance(m, Birth):
+                continue
+            node = await session.get(Node, m.node_id)
+            if node is None:
+                continue
+            node.site = m.site
+            node.name = m.name
+            node.hostname = m.hostname
+            node.version = m.version
+            node.platform = m.platform
+            node.capabilities = list(m.capabilities)
+            node.health_interval_s = m.health_interval_s
+            if node.started_at is None or m.started_at >= node.started_at:
+                node.boot_id = m.boot_id
+                node.started_at = m.started_at
+            record = self._event_record(
+                item,
+                kind="node.boot",
+                severity=Severity.INFO.value,
+                message=f"{m.hostname} started, version {m.version}",
+                data={"version": m.version, "started_at": m.started_at.isoformat()},
+                seq=None,
+            )
+            session.add(record)
+            outcome.events.append(record)
+            outcome.nodes.add(m.node_id)
+
+    async def _store_device_states(
+        self, session: AsyncSession, fresh: list[_Accepted], outcome: _Outcome
+    ) -> None:
+        for item in fresh:
+            m = item.message
+            if not isinstance(m, DeviceState):
+                continue
+            current = await session.get(DeviceStateRecord, (m.node_id, m.device_id))
+            if current is not None and not _is_newer(m, current):
+                continue
+            changed = current is None or current.status != m.status.value or current.reason != m.reason
+            values = {
+                "kind": m.kind.value,
+                "name": m.name,
+                "status": m.status.value,
+                "reason": m.reason,
+                "detail": m.detail,
+                "attrs": dict(m.attrs),
+                "boot_id": m.boot_id,
+                "seq": m.seq,
+                "ts": m.ts,
+                "updated_at": item.received_at,
+            }
+            if current is None:
+                current = DeviceStateRecord(
+                    node_id=m.node_id, device_id=m.device_id, status_since=item.received_at, **values
+                )
+                session.add(current)
+            else:
+                for key, value in values.items():
+                    setattr(current, key, value)
+                if changed:
+                    current.status_since = item.received_at
+            if changed:
+                severity = {"online": Severity.INFO, "degraded": Severity.WARNING}.get(
+                    m.status.value, Severity.CRITICAL
+                )
+                record = self._event_record(
+                    item,
+                    kind=f"{m.kind.value}.status",
+                    severity=severity.value,
+                    message=m.detail
+                    or f"{m.device_id}: {m.status.value}" + (f" ({m.reason})" if m.reason else ""),
+                    device_id=m.device_id,
+                    data={"status": m.status.value, "reason": m.reason},
+                    seq=None,
+                )
+                session.add(record)
+                outcome.events.append(record)
+            outcome.devices.append((m.node_id, current))
+
+    async def _store_command_results(
+        self, session: AsyncSession, fresh: list[_Accepted], outcome: _Outcome
+    ) -> None:
+        for item in fresh:
+            m = item.message
+            if not isinstance(m, CommandResult):
+                continue
+            record = await session.get(CommandRecord, m.request_id)
+            known = record is not None and record.node_id == m.node_id
+            if m.status is CommandStatus.REJECTED:
+                # A refused command is a security signal (forged, replayed, stale): always in the event log.
+                event = self._event_record(
+                    item,
+                    kind="command.rejected",
+                    severity=Severity.WARNING.value,
+                    message=f"{m.command or '?'} refused: {m.reason}"
+                    + ("" if known else " (not sent by central)"),
+                    data={"request_id": m.request_id, "reason": m.reason, "sent_by_central": known},
+                    seq=None,
+                )
+                session.add(event)
+                outcome.events.append(event)
+            if record is None or not known:
+                log.warning("ingest.unknown_command_result", node_id=m.node_id, request_id=m.request_id)
+                continue
+            record.status = m.status.value
+            record.reason = m.reason
+            record.detail = m.detail
+            record.result = dict(m.result)
+            record.result_at = item.received_at
+            outcome.commands.append(record)
+
+    async def _store_availability(
+        self, session: AsyncSession, items: list[_Accepted], outcome: _Outcome
+    ) -> None:
+        for item in items:
+            m = item.message
+            if not isinstance(m, Availability):
+                continue
+            node = await session.get(Node, m.node_id)
+            if node is None:
+                continue
+            online = m.state == "online"
+            if not online and node.online and node.boot_id and m.boot_id != node.boot_id:
+                # The will of a previous boot, arriving after the new boot announced itself.
+                log.info("ingest.stale_will_ignored", node_id=m.node_id, boot_id=m.boot_id)
+                continue
+            if online:
+                node.boot_id = m.boot_id
+            if node.online == online and node.status_since is not None:
+                continue
+            node.online = online
+            node.offline_reason = None if online else m.reason
+            node.status_since = item.received_at
+            record = self._event_record(
+                item,
+                kind="node.online" if online else "node.offline",
+                severity=Severity.INFO.value if online else Severity.CRITICAL.value,
+                message="" if online else f"reason: {m.reason}",
+                data={"reason": m.reason},
+                ts=item.received_at,
+                seq=None,
+            )
+            session.add(record)
+            outcome.events.append(record)
+            outcome.nodes.add(m.node_id)
+
+    async def _touch_nodes(self, session: AsyncSession, items: list[_Accepted]) -> None:
+        last: dict[str, datetime] = {}
+        for item in items:
+            last[item.message.node_id] = item.received_at
+        await session.execute(update(Node), [{"node_id": n, "last_seen": t} for n, t in last.items()])
+
+    # ------------------------------------------------------------------------------------------ announce
+
+    async def _announce(self, outcome: _Outcome) -> None:
+        if self.bus.subscribers == 0:
+            return
+        for node_id, point in outcome.health.items():
+            self.bus.publish("health", {"node_id": node_id, "point": point.model_dump(mode="json")})
+        for node_id, device in outcome.devices:
+            self.bus.publish(
+                "device",
+                {"node_id": node_id, "device": DeviceView.model_validate(device).model_dump(mode="json")},
+            )
+        for record in outcome.events:
+            self.bus.publish("event", EventView.model_validate(record).model_dump(mode="json"))
+        for command in outcome.commands:
+            self.bus.publish("command_result", CommandView.model_validate(command).model_dump(mode="json"))
+        if outcome.nodes:
+            await self.announce_nodes(outcome.nodes)
+
+    async def announce_nodes(self, node_ids: set[str]) -> None:
+        """Publish the current view of *node_ids* on the bus."""
+        async with self.db.session() as session:
+            for node_id in sorted(node_ids):
+                view = await queries.node_detail(session, node_id)
+                if view is not None:
+                    self.bus.publish("node", view.model_dump(mode="json"))
+
+    # ------------------------------------------------------------------------------------------ maintenance
+
+    async def mark_stale_nodes(self) -> int:
+        """Mark nodes offline (reason ``stale``) that sent nothing for 3 health intervals (≥ offline_after_s).
+
+        Only while central itself is connected to the broker: if central is cut off, silence proves nothing.
+        """
+        if not self.mqtt.connected.is_set():
+            return 0
+        now = self.clock()
+        changed: set[str] = set()
+        async with self.db.session() as session:
+            for node in (await session.scalars(select(Node).where(Node.online.is_(True)))).all():
+                limit = max(self.offline_after_s, 3 * node.health_interval_s)
+                if node.last_seen is not None and now - node.last_seen > timedelta(seconds=limit):
+                    node.online = False
+                    node.offline_reason = "stale"
+                    node.status_since = now
+                    session.add(
+                        EventRecord(
+                            node_id=node.node_id,
+                            site=node.site,
+                            boot_id=node.boot_id,
+                            seq=None,
+                            ts=now,
+                            received_at=now,
+                            source="central",
+                            kind="node.offline",
+                            severity=Severity.CRITICAL.value,
+                            message=f"no message for {int(limit)} s",
+                            data={"reason": "stale"},
+                        )
+                    )
+                    changed.add(node.node_id)
+            await session.commit()
+        if changed:
+            log.warning("ingest.nodes_stale", nodes=sorted(changed))
+            await self.announce_nodes(changed)
+        return len(changed)
+
+    async def expire_commands(self) -> int:
+        """Commands whose deadline passed without a result become ``expired``."""
+        now = self.clock()
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(CommandRecord)
+                .where(CommandRecord.status == "sent", CommandRecord.expires_at < now - timedelta(seconds=5))
+                .values(status="expired", detail="no result before the deadline")
+            )
+            await session.commit()
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def prune(self) -> None:
+        """Delete health samples and receipts past their retention."""
+        now = self.clock()
+        async with self.db.session() as session:
+            await session.execute(
+                delete(HealthSample).where(
+                    HealthSample.received_at < now - timedelta(days=self.settings.health_retention_days)
+                )
+            )
+            await session.execute(
+                delete(Receipt).where(
+                    Receipt.received_at < now - timedelta(days=self.settings.receipt_retention_days)
+                )
+            )
+            await session.commit()
+
+
+def _is_newer(message: DeviceState, current: DeviceStateRecord) -> bool:
+    if message.boot_id == current.boot_id:
+        return message.seq > current.seq
+    return message.ts >= current.ts
+
+
+async def run_supervised(name: str, factory: Callable[[], Any]) -> None:
+    """Run ``await factory()`` forever, restarting it with back-off if it fails (it never should)."""
+    delay = 1.0
+    while True:
+        try:
+            await factory()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task.crashed", task=name, restart_in_s=delay)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
