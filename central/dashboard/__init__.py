@@ -1,0 +1,1 @@
+"""The dispatcher dashboard: server-rendered Jinja2 pages, small vanilla JS, Ukrainian by default."""

@@ -1,0 +1,164 @@
+"""Dashboard translations: gettext catalogs (``locale/<lang>/LC_MESSAGES/varta.po``) loaded with Babel at run time.
+
+msgids are English. Ukrainian is the default language, English is available. Run
+``python -m central.dashboard.i18n`` after changing templates or marked strings: it adds new msgids to every
+catalog (and reports untranslated ones); translate them in ``locale/uk/LC_MESSAGES/varta.po``.
+"""
+
+from __future__ import annotations
+
+import gettext
+import sys
+from collections.abc import Iterable
+from functools import cache
+from io import BytesIO
+from pathlib import Path
+from typing import Final
+
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po, write_po
+from fastapi import Request
+
+LANGUAGES: Final = ("uk", "en")
+LANGUAGE_NAMES: Final = {"uk": "Українська", "en": "English"}
+LANG_COOKIE: Final = "varta_lang"
+DOMAIN: Final = "varta"
+PACKAGE_DIR: Final = Path(__file__).parent
+LOCALE_DIR: Final = PACKAGE_DIR / "locale"
+TEMPLATES_DIR: Final = PACKAGE_DIR / "templates"
+
+#: How Babel finds msgids: ``_()``/``gettext()``/``N_()`` in Python, ``{% trans %}`` and ``_()`` in templates.
+METHOD_MAP: Final = [("**.py", "python"), ("templates/**.html", "jinja2.ext:babel_extract")]
+EXTRACT_OPTIONS: Final = {"templates/**.html": {"extensions": "jinja2.ext.i18n", "trimmed": "true"}}
+KEYWORDS: Final = {"_": None, "gettext": None, "N_": None}
+
+
+def N_(msgid: str) -> str:  # noqa: N802 - the conventional gettext marker name
+    """Mark *msgid* for extraction without translating it yet."""
+    return msgid
+
+
+def po_path(language: str) -> Path:
+    """Where the catalog of *language* lives."""
+    return LOCALE_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def read_catalog(language: str) -> Catalog:
+    """The parsed ``.po`` catalog of *language*."""
+    with po_path(language).open("rb") as fh:
+        catalog: Catalog = read_po(fh, locale=language, domain=DOMAIN)
+    return catalog
+
+
+@cache
+def translations(language: str) -> gettext.GNUTranslations:
+    """Compiled translations of *language* (``.po`` → ``.mo`` in memory, once per process)."""
+    buffer = BytesIO()
+    write_mo(buffer, read_catalog(language), use_fuzzy=False)
+    buffer.seek(0)
+    return gettext.GNUTranslations(buffer)
+
+
+def pick_language(*candidates: str | None, default: str = "uk") -> str:
+    """The first supported language among *candidates*, else *default*."""
+    for candidate in candidates:
+        if candidate in LANGUAGES:
+            return candidate
+    return default if default in LANGUAGES else LANGUAGES[0]
+
+
+def cookie_language(request: Request) -> str | None:
+    """The language saved in the browser's cookie, if supported."""
+    value = request.cookies.get(LANG_COOKIE)
+    return value if value in LANGUAGES else None
+
+
+# Strings the browser scripts need (key → msgid); every page carries them, translated, as a JSON block.
+JS_MESSAGES: Final = {
+    "online": N_("Online"),
+    "offline": N_("Offline"),
+    "live": N_("Live"),
+    "connecting": N_("Connecting…"),
+    "reconnecting": N_("Live updates lost — reconnecting…"),
+    "just_now": N_("just now"),
+    "min_ago": N_("%(m)s min ago"),
+    "h_ago": N_("%(h)s h %(m)s min ago"),
+    "d_ago": N_("%(d)s d %(h)s h ago"),
+    "never": N_("never"),
+    "duration_d": N_("%(d)s d %(h)s h"),
+    "duration_h": N_("%(h)s h %(m)s min"),
+    "duration_m": N_("%(m)s min"),
+    "since": N_("since"),
+    "reason_last_will": N_("connection lost"),
+    "reason_shutdown": N_("shut down"),
+    "reason_stale": N_("no messages"),
+    "status_online": N_("online"),
+    "status_degraded": N_("degraded"),
+    "status_offline": N_("offline"),
+    "status_unknown": N_("unknown"),
+    "severity_info": N_("info"),
+    "severity_warning": N_("warning"),
+    "severity_critical": N_("critical"),
+    "historical": N_("replayed"),
+    "undervoltage": N_("Under-voltage!"),
+    "no_data": N_("no data"),
+    "new_node": N_("New node"),
+}
+
+
+def js_messages(language: str) -> dict[str, str]:
+    """:data:`JS_MESSAGES` translated into *language*."""
+    tr = translations(language)
+    return {key: tr.gettext(msgid) for key, msgid in JS_MESSAGES.items()}
+
+
+def extract_msgids(directory: Path = PACKAGE_DIR) -> set[str]:
+    """Every msgid used in the dashboard's Python code and templates."""
+    found: set[str] = set()
+    for _file, _line, message, _comments, _context in extract_from_dir(
+        str(directory), METHOD_MAP, options_map=EXTRACT_OPTIONS, keywords=KEYWORDS
+    ):
+        if isinstance(message, str):
+            found.add(message)
+        else:
+            found.update(m for m in message if m)
+    return found
+
+
+def missing_translations(language: str, msgids: Iterable[str]) -> set[str]:
+    """msgids absent from the *language* catalog, or present but untranslated or fuzzy."""
+    catalog = read_catalog(language)
+    missing: set[str] = set()
+    for msgid in msgids:
+        entry = catalog.get(msgid)
+        if entry is None or entry.fuzzy or not entry.string:
+            missing.add(msgid)
+    return missing
+
+
+def update_catalogs() -> dict[str, set[str]]:
+    """Add new msgids to every catalog (English: msgstr = msgid); returns what is untranslated per language."""
+    msgids = extract_msgids()
+    untranslated: dict[str, set[str]] = {}
+    for language in LANGUAGES:
+        catalog = read_catalog(language)
+        for msgid in sorted(msgids):
+            if catalog.get(msgid) is None:
+                catalog.add(msgid, msgid if language == "en" else "")
+        for message in list(catalog):
+            if message.id and message.id not in msgids:
+                catalog.delete(message.id)
+        with po_path(language).open("wb") as fh:
+            write_po(fh, catalog, width=0, sort_output=True, omit_header=False)
+        untranslated[language] = missing_translations(language, msgids)
+    return untranslated
+
+
+if __name__ == "__main__":
+    report = update_catalogs()
+    for lang, missing in report.items():
+        for msgid in sorted(missing):
+            sys.stdout.write(f"{lang}: untranslated: {msgid!r}\n")
+    sys.exit(1 if any(report.values()) else 0)
