@@ -43,7 +43,6 @@ class IngestSettings(BaseModel):
     batch_max: int = Field(default=2000, ge=1, le=50_000)
     batch_wait_s: float = Field(default=0.05, ge=0, le=5)
     health_retention_days: int = Field(default=30, ge=1)
-    receipt_retention_days: int = Field(default=14, ge=1)
 
 
 class CommandSettings(BaseModel):

@@ -338,6 +338,7 @@ class MqttClient:
         client.on_connect_fail = lambda c, u: self._cb_disconnect(conn, "connect failed")
         client.on_publish = lambda c, u, mid, rc, p: self._cb_publish(conn, mid, rc)
         client.on_message = lambda c, u, m: self._cb_message(conn, m)
+        client.on_subscribe = lambda c, u, mid, codes, p: self._cb_subscribe(conn, mid, codes)
         return conn
 
     async def _connect_once(self) -> bool:
@@ -389,8 +390,9 @@ class MqttClient:
             self._teardown(conn)
             return False
         self._protocol_known = True
-        for sub in self._subs:
-            conn.client.subscribe(sub.filter_for(conn.protocol), qos=sub.qos)
+        if not await self._subscribe_all(conn):
+            self._teardown(conn)
+            return False
         self.connections += 1
         log.info("mqtt.connected", host=s.host, port=s.port, protocol=self.protocol_name, client_id=self.client_id)
         self.disconnected.clear()
@@ -400,6 +402,34 @@ class MqttClient:
                 await callback()
             except MqttError as exc:
                 log.warning("mqtt.on_connect_failed", error=str(exc))
+        return True
+
+    async def _subscribe_all(self, conn: _Connection) -> bool:
+        """Subscribe and wait for every SUBACK, so nothing published after "connected" can be missed."""
+        loop = asyncio.get_running_loop()
+        waiting: list[tuple[str, asyncio.Future[None]]] = []
+        for sub in self._subs:
+            topic_filter = sub.filter_for(conn.protocol)
+            fut: asyncio.Future[None] = loop.create_future()
+            rc, mid = conn.client.subscribe(topic_filter, qos=sub.qos)
+            if rc != paho.MQTT_ERR_SUCCESS:
+                log.warning("mqtt.subscribe_failed", topic_filter=topic_filter, error=paho.error_string(rc))
+                return False
+            with conn.lock:
+                early = conn.early_acks.pop(mid, None)
+                if early is None:
+                    conn.pending[mid] = fut
+            if early is not None:
+                self._settle(fut, *early)
+            waiting.append((topic_filter, fut))
+        for topic_filter, fut in waiting:
+            try:
+                await asyncio.wait_for(fut, self.settings.connect_timeout_s)
+            except PublishRejected as exc:  # a refused subscription is a configuration error: say so, carry on
+                log.error("mqtt.subscription_refused", topic_filter=topic_filter, reason=exc.reason)
+            except (TimeoutError, NotConnected):
+                log.warning("mqtt.subscribe_timeout", topic_filter=topic_filter)
+                return False
         return True
 
     def _mark_down(self, conn: _Connection) -> None:
@@ -453,6 +483,20 @@ class MqttClient:
     def _cb_publish(self, conn: _Connection, mid: int, rc: Any) -> None:
         failed = bool(getattr(rc, "is_failure", False))
         outcome = (failed, str(rc), int(getattr(rc, "value", 0)))
+        with conn.lock:
+            fut = conn.pending.pop(mid, None)
+            if fut is None:
+                conn.early_acks[mid] = outcome
+                return
+        self._call(self._settle, fut, *outcome)
+
+    def _cb_subscribe(self, conn: _Connection, mid: int, codes: list[Any]) -> None:
+        refused = [c for c in codes if getattr(c, "is_failure", False)]
+        outcome = (
+            bool(refused),
+            str(refused[0]) if refused else "",
+            int(getattr(refused[0], "value", 0)) if refused else 0,
+        )
         with conn.lock:
             fut = conn.pending.pop(mid, None)
             if fut is None:

@@ -1,4 +1,4 @@
-"""Tables for what the fleet reports: nodes, receipts, health samples, events, device states, commands."""
+"""Tables for what the fleet reports: nodes, sequence records, health samples, events, device states, commands."""
 
 from __future__ import annotations
 
@@ -37,19 +37,8 @@ class Node(Base):
     last_health: Mapped[dict[str, Any] | None]
 
 
-class Receipt(Base):
-    """Every seq-numbered message accepted once: the idempotency key ``(node_id, boot_id, seq)``."""
-
-    __tablename__ = "receipts"
-
-    node_id: Mapped[str] = mapped_column(String(63), primary_key=True)
-    boot_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    received_at: Mapped[datetime] = mapped_column(index=True)
-
-
 class SeqTrack(Base):
-    """Highest sequence number seen per node boot (to find gaps)."""
+    """Highest sequence number stored per node boot: with :class:`SeqGap`, the idempotency record."""
 
     __tablename__ = "seq_tracks"
 
@@ -92,7 +81,14 @@ class HealthSample(Base):
     temperature_c: Mapped[float | None]
     undervoltage: Mapped[bool | None]
     uptime_s: Mapped[float]
-    data: Mapped[dict[str, Any]]
+    load_1m: Mapped[float | None]
+    memory_available_mb: Mapped[float]
+    disk_free_mb: Mapped[float]
+    agent_uptime_s: Mapped[float]
+    version: Mapped[str] = mapped_column(String(64))
+    outbox_pending: Mapped[int]
+    outbox_dropped_telemetry: Mapped[int]
+    outbox_dropped_events: Mapped[int]
 
 
 class EventRecord(Base):

@@ -14,7 +14,7 @@ from tests.support import messages
 from varta.contract import Channel, encode, topic
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
     """Poll *check* until it is true (fails the test after *timeout*)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -52,7 +52,8 @@ async def test_duplicates_are_dropped_and_gaps_recorded(ingest_env: IngestEnv) -
         await ingest_env.publisher.publish(t, encode(messages.event("n2", "b1", seq, index=seq)))
 
     async def done() -> bool:
-        return ingest_env.ingest.counters.received >= 5
+        counters = ingest_env.ingest.counters
+        return counters.stored + counters.duplicates >= 5
 
     await eventually(done)
     assert await count(ingest_env, EventRecord, node_id="n2", source="node") == 3
