@@ -447,8 +447,7 @@ class MqttClient:
             pending = list(conn.pending.values())
             conn.pending.clear()
         for fut in pending:
-            if not fut.done():
-                fut.set_exception(NotConnected("connection lost before acknowledgement"))
+            _fail(fut, NotConnected("connection lost before acknowledgement"))
 
     # paho callbacks (network thread) ---------------------------------------------------------------------
 
@@ -528,3 +527,4 @@ class MqttClient:
 def _fail(fut: asyncio.Future[None], exc: BaseException) -> None:
     if not fut.done():
         fut.set_exception(exc)
+        fut.exception()  # mark retrieved: nobody may be waiting any more (e.g. after stop())
