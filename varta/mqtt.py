@@ -427,8 +427,9 @@ class MqttClient:
                 await asyncio.wait_for(fut, self.settings.connect_timeout_s)
             except PublishRejected as exc:  # a refused subscription is a configuration error: say so, carry on
                 log.error("mqtt.subscription_refused", topic_filter=topic_filter, reason=exc.reason)
-            except (TimeoutError, NotConnected):
+            except TimeoutError:  # a busy broker may be slow to answer: the subscription is probably in place
                 log.warning("mqtt.subscribe_timeout", topic_filter=topic_filter)
+            except NotConnected:
                 return False
         return True
 

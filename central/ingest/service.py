@@ -60,6 +60,7 @@ log = structlog.get_logger(__name__)
 _RETAINED = (Channel.STATUS, Channel.BIRTH, Channel.STATE)
 _SHARED = (Channel.HEALTH, Channel.EVENT, Channel.COMMAND_RESULT)
 
+
 @dataclass
 class IngestCounters:
     """What the ingest has seen since start."""
@@ -322,7 +323,10 @@ class IngestService:
                     continue
                 taken.append(s)
                 if gap.first_seq == gap.last_seq:
-                    await session.delete(gap)
+                    if gap in session.new:  # split off earlier in this batch, never flushed
+                        session.expunge(gap)
+                    else:
+                        await session.delete(gap)
                     gaps.remove(gap)
                 elif s == gap.first_seq:
                     gap.first_seq += 1
@@ -385,9 +389,7 @@ class IngestService:
         for node_id, m in latest.items():
             point = HealthPoint.model_validate(m, from_attributes=True)
             outcome.health[node_id] = point
-            updates.append(
-                {"b_node_id": node_id, "last_health_at": m.ts, "last_health": point.model_dump(mode="json")}
-            )
+            updates.append({"b_node_id": node_id, "last_health_at": m.ts, "last_health": point.model_dump(mode="json")})
         nodes = Node.__table__
         await session.execute(
             update(nodes)
@@ -396,9 +398,7 @@ class IngestService:
             updates,
         )
 
-    def _event_record(
-        self, item: _Accepted, *, kind: str, severity: str, message: str = "", **kw: Any
-    ) -> EventRecord:
+    def _event_record(self, item: _Accepted, *, kind: str, severity: str, message: str = "", **kw: Any) -> EventRecord:
         m = item.message
         return EventRecord(
             node_id=m.node_id,
@@ -462,9 +462,7 @@ class IngestService:
             outcome.events.append(record)
             outcome.nodes.add(m.node_id)
 
-    async def _store_device_states(
-        self, session: AsyncSession, fresh: list[_Accepted], outcome: _Outcome
-    ) -> None:
+    async def _store_device_states(self, session: AsyncSession, fresh: list[_Accepted], outcome: _Outcome) -> None:
         for item in fresh:
             m = item.message
             if not isinstance(m, DeviceState):
@@ -503,8 +501,7 @@ class IngestService:
                     item,
                     kind=f"{m.kind.value}.status",
                     severity=severity.value,
-                    message=m.detail
-                    or f"{m.device_id}: {m.status.value}" + (f" ({m.reason})" if m.reason else ""),
+                    message=m.detail or f"{m.device_id}: {m.status.value}" + (f" ({m.reason})" if m.reason else ""),
                     device_id=m.device_id,
                     data={"status": m.status.value, "reason": m.reason},
                     seq=None,
@@ -513,9 +510,7 @@ class IngestService:
                 outcome.events.append(record)
             outcome.devices.append((m.node_id, current))
 
-    async def _store_command_results(
-        self, session: AsyncSession, fresh: list[_Accepted], outcome: _Outcome
-    ) -> None:
+    async def _store_command_results(self, session: AsyncSession, fresh: list[_Accepted], outcome: _Outcome) -> None:
         for item in fresh:
             m = item.message
             if not isinstance(m, CommandResult):
@@ -528,8 +523,7 @@ class IngestService:
                     item,
                     kind="command.rejected",
                     severity=Severity.WARNING.value,
-                    message=f"{m.command or '?'} refused: {m.reason}"
-                    + ("" if known else " (not sent by central)"),
+                    message=f"{m.command or '?'} refused: {m.reason}" + ("" if known else " (not sent by central)"),
                     data={"request_id": m.request_id, "reason": m.reason, "sent_by_central": known},
                     seq=None,
                 )
@@ -545,9 +539,7 @@ class IngestService:
             record.result_at = item.received_at
             outcome.commands.append(record)
 
-    async def _store_availability(
-        self, session: AsyncSession, items: list[_Accepted], outcome: _Outcome
-    ) -> None:
+    async def _store_availability(self, session: AsyncSession, items: list[_Accepted], outcome: _Outcome) -> None:
         for item in items:
             m = item.message
             if not isinstance(m, Availability):

@@ -135,3 +135,22 @@ async def test_will_of_previous_boot_does_not_mark_new_boot_offline(ingest_env: 
     async with ingest_env.db.session() as s:
         node = await s.get(Node, "n5")
     assert node is not None and node.online is True
+
+
+async def test_late_messages_in_one_batch_fill_a_split_gap_completely(ingest_env: IngestEnv) -> None:
+    from varta.mqtt import InboundMessage
+
+    t = topic("s1", "n6", Channel.EVENT)
+
+    def inbound(seq: int) -> InboundMessage:
+        return InboundMessage(t, encode(messages.event("n6", "b1", seq, index=seq)), 0, False, 0)
+
+    await ingest_env.ingest.process([inbound(1), inbound(6)])  # gap 2..5
+    # 3 splits the gap into 2..2 and 4..5; 4 and 5 then empty the new, not yet flushed, part.
+    await ingest_env.ingest.process([inbound(4), inbound(3), inbound(5)])
+    await ingest_env.ingest.process([inbound(2)])
+    async with ingest_env.db.session() as s:
+        gaps = (await s.scalars(select(SeqGap).where(SeqGap.node_id == "n6"))).all()
+    assert gaps == []
+    assert await count(ingest_env, EventRecord, node_id="n6", source="node") == 6
+    assert ingest_env.ingest.counters.db_errors == 0
