@@ -71,6 +71,7 @@ def amqtt_config(port: int) -> dict[str, Any]:
 
 async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -> None:
     """Run broker, central and simulated nodes until *stop* is set (or the task is cancelled)."""
+    import uvicorn
     from amqtt.broker import Broker
 
     from central.app import create_app
@@ -83,8 +84,6 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
     from edge.config import EdgeConfig
     from varta.mqtt import MqttSettings
     from varta.signing import load_or_create_signing_key, public_key_text
-
-    import uvicorn
 
     stop = stop or asyncio.Event()
     data = options.data_dir.resolve()
@@ -131,7 +130,7 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
         )
         edge_tasks.append(asyncio.create_task(run_agent(edge, stop=edge_stop), name=f"edge-{i + 1}"))
 
-    while not server.started and not server_task.done():
+    while not server.started and not server_task.done():  # noqa: ASYNC110 - uvicorn exposes a flag only
         await asyncio.sleep(0.05)
     _banner(http_port, broker_port, data, options.nodes)
     try:
