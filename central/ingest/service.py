@@ -532,6 +532,9 @@ class IngestService:
             if record is None or not known:
                 log.warning("ingest.unknown_command_result", node_id=m.node_id, request_id=m.request_id)
                 continue
+            if record.status not in ("sent", "expired"):
+                # The first result stands; a later one reports a replay of the same command, logged above.
+                continue
             record.status = m.status.value
             record.reason = m.reason
             record.detail = m.detail
