@@ -6,16 +6,17 @@ instead of a misleading straight line.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 WIDTH = 960
 HEIGHT = 240
-MARGIN_LEFT = 56
-MARGIN_RIGHT = 16
+MARGIN_LEFT = 64
+MARGIN_RIGHT = 24
 MARGIN_TOP = 16
-MARGIN_BOTTOM = 36
+MARGIN_BOTTOM = 40
 MAX_BUCKETS = 288
 
 
@@ -64,10 +65,15 @@ def line_chart(
     y_min: float,
     y_max: float,
     min_bucket: timedelta = timedelta(minutes=5),
+    max_gap: timedelta | None = None,
     threshold: float | None = None,
     x_tick_hours: int = 6,
 ) -> Chart:
-    """Chart of *samples* (time, value; ``None`` values skipped) between *start* and *end*."""
+    """Chart of *samples* (time, value; ``None`` values skipped) between *start* and *end*.
+
+    Samples are averaged per bucket (at least *min_bucket* wide); the line breaks where no sample arrived for
+    longer than *max_gap* (default: two buckets).
+    """
     left, top = float(MARGIN_LEFT), float(MARGIN_TOP)
     right, bottom = float(WIDTH - MARGIN_RIGHT), float(HEIGHT - MARGIN_BOTTOM)
     span = (end - start).total_seconds()
@@ -91,15 +97,18 @@ def line_chart(
         clamped = min(max(value, y_min), y_max)
         return bottom - (bottom - top) * (clamped - y_min) / (y_max - y_min)
 
+    gap_buckets = max(2, math.ceil((max_gap.total_seconds() if max_gap else 0) / bucket_s))
     runs: list[list[tuple[float, float]]] = []
     current: list[tuple[float, float]] = []
+    last = -1
     for i in range(count):
         if ns[i] == 0:
-            if current:
-                runs.append(current)
-                current = []
             continue
+        if current and i - last > gap_buckets:
+            runs.append(current)
+            current = []
         current.append((round(x_of((i + 0.5) * bucket_s), 1), round(y_of(sums[i] / ns[i]), 1)))
+        last = i
     if current:
         runs.append(current)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Final
 
 import structlog
@@ -364,34 +364,17 @@ async def node_page(
     events = await queries.node_events(session, node_id, limit=EVENTS_SHOWN)
     gaps = await queries.seq_gaps(session, node_id, limit=20)
     bucket = timedelta(seconds=max(300.0, 2.5 * node.health_interval_s))
-    charts: dict[str, Chart] = {
-        "cpu": line_chart(
-            [(p.ts, p.cpu_percent) for p in history],
-            start=start,
-            end=end,
-            y_min=0,
-            y_max=100,
-            min_bucket=bucket,
-            threshold=THRESHOLDS["cpu"],
-        ),
-        "memory": line_chart(
-            [(p.ts, p.memory_percent) for p in history],
-            start=start,
-            end=end,
-            y_min=0,
-            y_max=100,
-            min_bucket=bucket,
-            threshold=THRESHOLDS["memory"],
-        ),
-        "temperature": line_chart(
-            [(p.ts, p.temperature_c) for p in history],
-            start=start,
-            end=end,
-            y_min=0,
-            y_max=100,
-            min_bucket=bucket,
-            threshold=THRESHOLDS["temperature"],
-        ),
+    gap = max(2 * bucket, timedelta(seconds=3 * node.health_interval_s))
+
+    def chart(values: list[tuple[datetime, float | None]], limit: float) -> Chart:
+        return line_chart(
+            values, start=start, end=end, y_min=0, y_max=100, min_bucket=bucket, max_gap=gap, threshold=limit
+        )
+
+    charts = {
+        "cpu": chart([(p.ts, p.cpu_percent) for p in history], THRESHOLDS["cpu"]),
+        "memory": chart([(p.ts, p.memory_percent) for p in history], THRESHOLDS["memory"]),
+        "temperature": chart([(p.ts, p.temperature_c) for p in history], THRESHOLDS["temperature"]),
     }
     page_data = {"node_id": node.node_id, "thresholds": THRESHOLDS, "max_events": EVENTS_SHOWN}
     ctx = _context(

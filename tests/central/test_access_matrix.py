@@ -142,9 +142,12 @@ async def call(
         "server": (HOST, 80),
         "state": {},
     }
-    task = asyncio.create_task(app(scope, receive, send))
-    done, _ = await asyncio.wait({task, started}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    task = asyncio.ensure_future(app(scope, receive, send))
+    waiters: list[asyncio.Future[Any]] = [task, started]
+    done, _ = await asyncio.wait(waiters, timeout=10, return_when=asyncio.FIRST_COMPLETED)
     assert done, f"{method} {path}: no response within 10 s"
+    if task in done and not started.done():
+        task.result()  # the app failed before answering: show why
     status, response_headers = await asyncio.wait_for(started, 10)
     disconnect.set()
     try:
@@ -263,3 +266,15 @@ async def test_page_guards_answer_with_pages_not_json(app_and_creds: tuple[FastA
     assert status == 403
     assert headers["content-type"].startswith("text/html")
     assert "Доступ заборонено" in content.decode()
+
+
+async def test_the_walk_notices_a_route_added_without_a_guard(central_env: CentralEnv) -> None:
+    app = central_env.app
+
+    @app.get("/api/v1/forgotten")
+    async def forgotten() -> dict[str, str]:
+        return {"secret": "yes"}
+
+    _, unguarded = guarded_routes(app)
+
+    assert unguarded == ["GET /api/v1/forgotten"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text, update
@@ -247,7 +248,7 @@ async def test_passwords_are_stored_as_argon2id_hashes_only(central_env: Central
 
     async with central_env.db.session() as session:
         user = (await session.scalars(select(User))).one()
-        rows = []
+        rows: list[Any] = []
         for table in ("users", "user_sessions", "api_tokens", "audit_log"):
             rows += (await session.execute(text(f"SELECT * FROM {table}"))).all()
     dump = "\n".join(str(row) for row in rows)

@@ -44,7 +44,8 @@
     var d = new Date(iso);
     if (!iso || isNaN(d.getTime())) return '—';
     return d.toLocaleString(LANG, {
-      year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit'
+      year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit',
+      hourCycle: 'h23'
     });
   }
 

@@ -64,6 +64,13 @@
     return section;
   }
 
+  /** Sites share rows on a wide screen: a site is as wide as its number of nodes needs. */
+  function sizeSite(section) {
+    var n = section.querySelectorAll('.node').length;
+    section.classList.remove('site--n1', 'site--n2', 'site--n3', 'site--many');
+    section.classList.add(n < 4 ? 'site--n' + Math.max(1, n) : 'site--many');
+  }
+
   function createCard(view) {
     var tpl = document.getElementById('node-template');
     var card = tpl.content.firstElementChild.cloneNode(true);
@@ -71,7 +78,9 @@
     var title = card.querySelector('.node__title');
     title.id = 'node-title-' + view.node_id;
     card.setAttribute('aria-labelledby', title.id);
-    siteSection(view.site).querySelector('.site__nodes').appendChild(card);
+    var section = siteSection(view.site);
+    section.querySelector('.site__nodes').appendChild(card);
+    sizeSite(section);
     return card;
   }
 
@@ -140,7 +149,7 @@
     setText(card, 'status-text', view.online ? V.t('online') : V.t('offline'));
     var icon = card.querySelector('.badge__icon');
     if (icon) icon.textContent = view.online ? '●' : '✕';
-    setText(card, 'reason', view.online ? '' : reasonText(view.offline_reason));
+    setText(card, 'reason', reasonText(view.online ? 'connected' : view.offline_reason));
     V.setAgo(field(card, 'since'), view.status_since);
     V.setAgo(field(card, 'last-seen'), view.last_seen);
     applyHealth(card, view.last_health);

@@ -135,7 +135,8 @@
     setText('status-text', view.online ? V.t('online') : V.t('offline'));
     var icon = page.querySelector('.badge__icon');
     if (icon) icon.textContent = view.online ? '●' : '✕';
-    setText('reason', view.online ? '' : (view.offline_reason ? V.t('reason_' + view.offline_reason) : ''));
+    var reason = view.online ? 'connected' : view.offline_reason;
+    setText('reason', reason ? V.t('reason_' + reason) : '');
     V.setAgo(field('since'), view.status_since);
     V.setAgo(field('last-seen'), view.last_seen);
     setText('site', view.site);

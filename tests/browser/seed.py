@@ -1,0 +1,224 @@
+"""A small, realistic fleet published over MQTT exactly as edge nodes would (births, health, devices, events)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel
+
+from varta.contract import (
+    Availability,
+    Birth,
+    Channel,
+    DeviceKind,
+    DeviceState,
+    DeviceStatus,
+    Event,
+    Health,
+    Severity,
+    encode,
+    topic,
+    utcnow,
+)
+from varta.mqtt import MqttClient
+
+
+@dataclass
+class SimNode:
+    """One simulated edge node: its identity, boot and sequence counter."""
+
+    site: str
+    node_id: str
+    name: str
+    boot_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    seq: int = 0
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+
+async def _send(
+    client: MqttClient,
+    node: SimNode,
+    channel: Channel,
+    message: BaseModel,
+    device: str | None = None,
+    *,
+    retain: bool = False,
+) -> None:
+    await client.publish(topic(node.site, node.node_id, channel, device), encode(message), qos=1, retain=retain)
+
+
+async def publish_birth(client: MqttClient, node: SimNode, *, version: str = "0.1.0") -> None:
+    now = utcnow()
+    birth = Birth(
+        node_id=node.node_id,
+        boot_id=node.boot_id,
+        seq=node.next_seq(),
+        ts=now,
+        site=node.site,
+        name=node.name,
+        hostname=f"pi-{node.node_id}",
+        version=version,
+        started_at=now - timedelta(hours=30),
+        platform="Raspberry Pi 4 Model B",
+        health_interval_s=30,
+    )
+    await _send(client, node, Channel.BIRTH, birth, retain=True)
+
+
+async def publish_availability(
+    client: MqttClient,
+    node: SimNode,
+    state: Literal["online", "offline"],
+    reason: Literal["connected", "shutdown", "last_will"] = "connected",
+) -> None:
+    message = Availability(node_id=node.node_id, boot_id=node.boot_id, seq=0, ts=utcnow(), state=state, reason=reason)
+    await _send(client, node, Channel.STATUS, message, retain=True)
+
+
+async def publish_health(
+    client: MqttClient,
+    node: SimNode,
+    *,
+    age_s: float = 0,
+    historical: bool = False,
+    cpu: float = 14.0,
+    memory: float = 41.0,
+    disk: float = 37.0,
+    temperature: float | None = 51.0,
+    undervoltage: bool | None = False,
+) -> None:
+    message = Health(
+        node_id=node.node_id,
+        boot_id=node.boot_id,
+        seq=node.next_seq(),
+        ts=utcnow() - timedelta(seconds=age_s),
+        historical=historical,
+        cpu_percent=cpu,
+        memory_percent=memory,
+        memory_available_mb=1500.0,
+        disk_percent=disk,
+        disk_free_mb=20_000.0,
+        temperature_c=temperature,
+        undervoltage=undervoltage,
+        uptime_s=108_000.0 - age_s,
+        agent_uptime_s=100_000.0,
+        version="0.1.0",
+    )
+    await _send(client, node, Channel.HEALTH, message)
+
+
+async def publish_device(
+    client: MqttClient,
+    node: SimNode,
+    device_id: str,
+    kind: DeviceKind,
+    status: DeviceStatus,
+    name: str,
+    *,
+    reason: str | None = None,
+    detail: str = "",
+) -> None:
+    message = DeviceState(
+        node_id=node.node_id,
+        boot_id=node.boot_id,
+        seq=node.next_seq(),
+        ts=utcnow(),
+        device_id=device_id,
+        kind=kind,
+        name=name,
+        status=status,
+        reason=reason,
+        detail=detail,
+    )
+    await _send(client, node, Channel.STATE, message, device_id, retain=True)
+
+
+async def publish_event(
+    client: MqttClient,
+    node: SimNode,
+    kind: str,
+    message: str,
+    severity: Severity = Severity.INFO,
+    device_id: str | None = None,
+) -> None:
+    event = Event(
+        node_id=node.node_id,
+        boot_id=node.boot_id,
+        seq=node.next_seq(),
+        ts=utcnow(),
+        kind=kind,
+        severity=severity,
+        device_id=device_id,
+        message=message,
+    )
+    await _send(client, node, Channel.EVENT, event)
+
+
+MAIDAN = SimNode("center", "maidan-01", "Майдан Незалежності")
+STATION = SimNode("center", "station-02", "Залізничний вокзал")
+PARK = SimNode("north", "park-03", "Парк Перемоги")
+SCHOOL = SimNode("north", "school-04", "Школа № 12")
+FLEET = (MAIDAN, STATION, PARK, SCHOOL)
+
+
+async def publish_fleet(client: MqttClient, *, history_hours: int = 24) -> None:
+    """Four nodes on two sites: one with 24 h of health history, one under-voltage and hot, one offline."""
+    for node in FLEET:
+        await publish_birth(client, node)
+        await publish_availability(client, node, "online")
+    # 24 h of replayed history for the Maidan node (every 10 min, with a 2 h outage 6 h ago).
+    for minutes in range(history_hours * 60, 0, -10):
+        if 240 <= minutes <= 360:
+            continue
+        hour = minutes / 60
+        await publish_health(
+            client,
+            MAIDAN,
+            age_s=minutes * 60,
+            historical=True,
+            cpu=18 + (hour * 7) % 30,
+            memory=44 + (hour * 3) % 12,
+            temperature=49 + (hour * 5) % 14,
+        )
+    await publish_health(client, MAIDAN, cpu=23.0, memory=48.0, disk=41.0, temperature=54.0)
+    await publish_health(client, STATION, cpu=9.0, memory=35.0, disk=22.0, temperature=47.0)
+    await publish_health(client, PARK, cpu=96.0, memory=71.0, disk=64.0, temperature=83.0, undervoltage=True)
+    await publish_health(client, SCHOOL, cpu=11.0, memory=30.0, disk=93.0, temperature=None)
+    for i in range(1, 4):
+        await publish_device(client, MAIDAN, f"cam-{i}", DeviceKind.CAMERA, DeviceStatus.ONLINE, f"Камера {i}")
+    await publish_device(
+        client,
+        MAIDAN,
+        "cam-4",
+        DeviceKind.CAMERA,
+        DeviceStatus.DEGRADED,
+        "Камера 4",
+        reason="low_fps",
+        detail="5 fps instead of 25",
+    )
+    await publish_device(client, MAIDAN, "siren-1", DeviceKind.SIREN, DeviceStatus.ONLINE, "Сирена")
+    await publish_device(client, STATION, "kiosk-1", DeviceKind.KIOSK, DeviceStatus.ONLINE, "Кіоск виклику")
+    await publish_device(client, STATION, "ups-1", DeviceKind.UPS, DeviceStatus.ONLINE, "ДБЖ")
+    await publish_device(
+        client,
+        PARK,
+        "cam-1",
+        DeviceKind.CAMERA,
+        DeviceStatus.OFFLINE,
+        "Камера біля входу",
+        reason="no_rtsp",
+        detail="RTSP timeout",
+    )
+    await publish_device(client, PARK, "siren-1", DeviceKind.SIREN, DeviceStatus.ONLINE, "Сирена")
+    await publish_device(client, SCHOOL, "cam-1", DeviceKind.CAMERA, DeviceStatus.ONLINE, "Камера 1")
+    await publish_event(client, MAIDAN, "camera.degraded", "Camera 4: frame rate dropped", Severity.WARNING, "cam-4")
+    await publish_event(
+        client, PARK, "camera.offline", "Camera at the entrance stopped streaming", Severity.CRITICAL, "cam-1"
+    )
+    await publish_availability(client, SCHOOL, "offline", "last_will")
