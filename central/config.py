@@ -54,6 +54,12 @@ class CommandSettings(BaseModel):
     default_ttl_s: int = Field(default=60, ge=1, le=86_400)
 
 
+class CentralMqttSettings(MqttSettings):
+    """Central's broker connection: a long session, so the broker keeps queuing while central restarts."""
+
+    session_expiry_s: int = Field(default=7 * 86_400, ge=0, description="how long the broker keeps our session")
+
+
 class CentralConfig(BaseSettings):
     """Everything central needs; defaults run on one machine with SQLite and a local broker."""
 
@@ -63,7 +69,7 @@ class CentralConfig(BaseSettings):
     database_url: str = Field(default="sqlite+aiosqlite:///var/central/varta.db")
     data_dir: Path = Field(default=Path("var/central"))
     http: HttpSettings = Field(default_factory=HttpSettings)
-    mqtt: MqttSettings = Field(default_factory=lambda: MqttSettings(session_expiry_s=86_400))
+    mqtt: CentralMqttSettings = Field(default_factory=CentralMqttSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     commands: CommandSettings = Field(default_factory=CommandSettings)

@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 SCHEMA_VERSION: Final = 1
 TOPIC_ROOT: Final = "varta"
@@ -131,6 +131,14 @@ class Envelope(BaseModel):
     historical: bool = Field(
         default=False, description="true when replayed from the outbox after a reconnect, not live"
     )
+
+    @field_validator("v", mode="before")
+    @classmethod
+    def _integer_version(cls, value: Any) -> Any:
+        # JSON true and 1.0 compare equal to 1 in Python; a schema version is an integer and nothing else.
+        if type(value) is not int:
+            raise ValueError("the schema version must be an integer")
+        return value
 
 
 class Availability(Envelope):
@@ -357,7 +365,7 @@ def decode(channel: Channel, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYT
     if not isinstance(raw, dict):
         raise ContractError(RejectReason.NOT_AN_OBJECT, type(raw).__name__)
     version = raw.get("v")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise ContractError(RejectReason.UNSUPPORTED_VERSION, f"v={version!r}"[:100])
     try:
         model: Envelope = adapter.validate_python(raw)

@@ -99,7 +99,7 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
         database_url=f"sqlite+aiosqlite:///{data / 'central.db'}",
         data_dir=data,
         http=HttpSettings(port=http_port),
-        mqtt=mqtt,
+        mqtt=mqtt.model_dump(),
         ingest=IngestSettings(use_shared_subscription=False),
         commands=CommandSettings(signing_key_file=key_file),
     )

@@ -35,6 +35,7 @@ class Broker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            "user root\n"  # as root, mosquitto would drop to 'mosquitto' and fail to save persistence here
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 1\n"
