@@ -59,7 +59,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 @contextmanager
 def _central_errors() -> Iterator[None]:
     """Turn configuration errors and a missing ``central`` extra into clear messages."""
-    from central.config import ConfigError  # noqa: PLC0415 - central is imported only when used
+    from central.config import ConfigError
 
     try:
         yield
@@ -80,14 +80,14 @@ def _config_path(ctx: typer.Context, config: Path | None) -> Path | None:
 
 
 def _load_central_config(config: Path | None) -> CentralConfig:
-    from central.config import load_central_config  # noqa: PLC0415
+    from central.config import load_central_config
 
     return load_central_config(config)
 
 
 def _run_central(config: Path | None) -> NoReturn:
     with _central_errors():
-        from central.server import main  # noqa: PLC0415
+        from central.server import main
 
         try:
             code = main(config)
@@ -145,7 +145,7 @@ def central_migrate(ctx: typer.Context, config: CentralConfigOption = None) -> N
     """Create or upgrade central's database to the current schema."""
     with _central_errors():
         cfg = _load_central_config(_config_path(ctx, config))
-        from central.store.migrate import upgrade  # noqa: PLC0415
+        from central.store.migrate import upgrade
 
         upgrade(cfg.database_url)
     typer.echo("database is up to date")
@@ -186,9 +186,9 @@ def central_create_admin(
         _fail("the password is empty")
     with _central_errors():
         cfg = _load_central_config(_config_path(ctx, config))
-        from central.auth.bootstrap import create_admin  # noqa: PLC0415
-        from central.store.db import Database  # noqa: PLC0415
-        from central.store.migrate import upgrade  # noqa: PLC0415
+        from central.auth.bootstrap import create_admin
+        from central.store.db import Database
+        from central.store.migrate import upgrade
 
         upgrade(cfg.database_url)
 
@@ -214,7 +214,7 @@ def _key_error(path: Path, exc: Exception) -> str:
 @central_app.command("keygen")
 def central_keygen(ctx: typer.Context, config: CentralConfigOption = None) -> None:
     """Create central's Ed25519 command-signing key (commands.signing_key_file) unless it exists."""
-    from varta.signing import KeyFileError, key_id, load_or_create_signing_key, public_key_text  # noqa: PLC0415
+    from varta.signing import KeyFileError, key_id, load_or_create_signing_key, public_key_text
 
     with _central_errors():
         cfg = _load_central_config(_config_path(ctx, config))
@@ -235,7 +235,7 @@ def central_keygen(ctx: typer.Context, config: CentralConfigOption = None) -> No
 @central_app.command("pubkey")
 def central_pubkey(ctx: typer.Context, config: CentralConfigOption = None) -> None:
     """Print central's public key (base64) to paste into the edge nodes' configuration."""
-    from varta.signing import KeyFileError, load_signing_key, public_key_text  # noqa: PLC0415
+    from varta.signing import KeyFileError, load_signing_key, public_key_text
 
     with _central_errors():
         cfg = _load_central_config(_config_path(ctx, config))
@@ -267,8 +267,8 @@ def edge(
     ] = None,
 ) -> None:
     """Run the edge agent of this node (cameras, kiosks, sirens) until Ctrl+C or SIGTERM."""
-    from edge.agent import main  # noqa: PLC0415
-    from edge.config import ConfigError  # noqa: PLC0415
+    from edge.agent import main
+    from edge.config import ConfigError
 
     try:
         code = main(config)
@@ -294,7 +294,7 @@ def demo(
     Everything listens on 127.0.0.1 only; the dashboard address and the demo logins are printed at start.
     """
     try:
-        from varta.demo import DemoOptions, main  # noqa: PLC0415
+        from varta.demo import DemoOptions, main
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] in {"varta", "central", "edge"}:
             raise
