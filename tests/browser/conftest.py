@@ -89,7 +89,7 @@ def central(broker: Broker, tmp_path: Path) -> Iterator[CentralServer]:
         instance_id="central-browser",
         database_url=f"sqlite+aiosqlite:///{tmp_path}/central.db",
         data_dir=tmp_path,
-        mqtt=broker.settings(session_expiry_s=3600),
+        mqtt=broker.settings(session_expiry_s=3600).model_dump(),
         commands=CommandSettings(signing_key_file=tmp_path / "signing.key"),
         offline_after_s=3600,
     )

@@ -160,16 +160,24 @@ async def publish_event(
     await _send(client, node, Channel.EVENT, event)
 
 
-MAIDAN = SimNode("center", "maidan-01", "Майдан Незалежності")
-STATION = SimNode("center", "station-02", "Залізничний вокзал")
-PARK = SimNode("north", "park-03", "Парк Перемоги")
-SCHOOL = SimNode("north", "school-04", "Школа № 12")
-FLEET = (MAIDAN, STATION, PARK, SCHOOL)
+@dataclass(frozen=True)
+class Fleet:
+    """Four nodes on two sites, each on a fresh boot (sequence numbers start at 1)."""
+
+    maidan: SimNode = field(default_factory=lambda: SimNode("center", "maidan-01", "Майдан Незалежності"))
+    station: SimNode = field(default_factory=lambda: SimNode("center", "station-02", "Залізничний вокзал"))
+    park: SimNode = field(default_factory=lambda: SimNode("north", "park-03", "Парк Перемоги"))
+    school: SimNode = field(default_factory=lambda: SimNode("north", "school-04", "Школа № 12"))
+
+    @property
+    def nodes(self) -> tuple[SimNode, ...]:
+        return (self.maidan, self.station, self.park, self.school)
 
 
-async def publish_fleet(client: MqttClient, *, history_hours: int = 24) -> None:
-    """Four nodes on two sites: one with 24 h of health history, one under-voltage and hot, one offline."""
-    for node in FLEET:
+async def publish_fleet(client: MqttClient, fleet: Fleet, *, history_hours: int = 24) -> None:
+    """The fleet as its nodes report it: 24 h of health history for one, one under-voltage and hot, one offline."""
+    MAIDAN, STATION, PARK, SCHOOL = fleet.nodes  # noqa: N806 - read like the constants they are
+    for node in fleet.nodes:
         await publish_birth(client, node)
         await publish_availability(client, node, "online")
     # 24 h of replayed history for the Maidan node (every 10 min, with a 2 h outage 6 h ago).

@@ -136,8 +136,23 @@
   }
 
   /** Render a whole NodeView (SSE "node" event or a resync) into its card. */
+  /** A node whose birth names another site moves there; a site left without nodes disappears. */
+  function placeInSite(card, site) {
+    var current = card.closest('.site');
+    if (current && current.getAttribute('data-site') === site) return false;
+    var target = siteSection(site);
+    target.querySelector('.site__nodes').appendChild(card);
+    sizeSite(target);
+    if (current) {
+      if (current.querySelector('.node')) sizeSite(current); else current.remove();
+    }
+    return true;
+  }
+
   function applyNode(view) {
-    var card = cardOf(view.node_id) || createCard(view);
+    var existing = cardOf(view.node_id);
+    var card = existing || createCard(view);
+    var moved = placeInSite(card, view.site);
     var wasOnline = card.getAttribute('data-online') === 'true';
     card.setAttribute('data-online', view.online ? 'true' : 'false');
     card.classList.toggle('is-online', view.online);
@@ -156,11 +171,15 @@
     devices[view.node_id] = {};
     (view.devices || []).forEach(function (d) { devices[view.node_id][d.device_id] = d.status; });
     applyDeviceCounts(card, view.node_id);
-    if (wasOnline !== view.online) {
+    var label = (view.name || view.node_id) + ': ' + (view.online ? V.t('online') : V.t('offline'));
+    if (!existing) {
       flash(card);
-      V.announce((view.name || view.node_id) + ': ' + (view.online ? V.t('online') : V.t('offline')));
-      sortFleet();
+      V.announce(V.t('new_node') + ' — ' + label);
+    } else if (wasOnline !== view.online) {
+      flash(card);
+      V.announce(label);
     }
+    if (!existing || moved || wasOnline !== view.online) sortFleet();
     updateCounters();
   }
 
