@@ -1,0 +1,364 @@
+"""The edge agent: an asyncio supervisor wiring MQTT, outbox, health, commands and (simulated) devices together.
+
+* ``status`` (retained, seq 0): ``online`` published directly on every (re)connect, ``offline``/``last_will`` set
+  as the MQTT will, ``offline``/``shutdown`` published on a clean stop.
+* ``birth`` (retained): enqueued once per boot, on the first connection.
+* ``health`` every ``health.interval_s`` (telemetry), device ``state/<device>`` (retained) and ``event`` through the
+  outbox, so they survive outages and restarts.
+* Every loop is supervised: an exception is logged and the loop restarted with back-off; nothing crashes the agent.
+
+Run it with ``varta edge --config FILE`` or ``python -m edge.agent --config FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import platform
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Final
+
+import structlog
+
+import varta
+from edge.commands import CommandProcessor, CommandRegistry, ReplayGuard, register_builtin_commands
+from edge.config import ConfigError, EdgeConfig, load_edge_config
+from edge.health import HealthSampler
+from edge.outbox import MessageClass, Outbox, OutboxPublisher
+from edge.simulator import Attrs, Simulator
+from varta.contract import (
+    Availability,
+    Birth,
+    Channel,
+    DeviceKind,
+    DeviceState,
+    DeviceStatus,
+    Event,
+    Severity,
+    encode,
+    topic,
+    utcnow,
+)
+from varta.logs import setup_logging
+from varta.mqtt import MqttClient, Will
+
+log = structlog.get_logger(__name__)
+
+PRUNE_INTERVAL_S: Final = 60.0
+SHUTDOWN_DRAIN_S: Final = 2.0
+RESTART_MIN_S: Final = 1.0
+RESTART_MAX_S: Final = 30.0
+
+
+class EdgeAgent:
+    """One edge node. Build it, then ``await agent.run(stop_event)``; device integrations call its public methods."""
+
+    def __init__(self, config: EdgeConfig, *, sysfs_root: Path = Path("/sys")) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.site = config.site
+        self.boot_id = secrets.token_hex(8)
+        self.started_at = utcnow()
+        self.registry = CommandRegistry()
+        """Command handlers; integrations add theirs with ``agent.registry.register(name, handler)``."""
+        self.capabilities: list[str] = []
+        """Announced in the birth message; integrations append theirs before :meth:`run`."""
+        self.health = HealthSampler(data_dir=config.outbox.path.parent, sysfs_root=sysfs_root)
+        self.client = MqttClient(
+            config.mqtt,
+            client_id=f"varta-edge-{config.node_id}",
+            will=Will(self._topic(Channel.STATUS), self._availability("offline", "last_will"), retain=True),
+        )
+        self.simulator = Simulator(config.simulator, self) if config.simulator.enabled else None
+        self._outbox: Outbox | None = None
+        self.publisher: OutboxPublisher | None = None
+        self.commands: CommandProcessor | None = None
+        self._birth_sent = False
+        self._started = False
+        self._ready = asyncio.Event()
+        register_builtin_commands(
+            self.registry,
+            info=self.info,
+            publish_health=self.publish_health,
+            outbox_stats=lambda: self.outbox.stats().as_dict(),
+        )
+
+    # ---------------------------------------------------------------------------------------------- public API
+
+    @property
+    def outbox(self) -> Outbox:
+        """The open outbox (only while :meth:`run` is running)."""
+        if self._outbox is None:
+            raise RuntimeError("the agent is not running")
+        return self._outbox
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the outbox is open and the loops are started (messages can be emitted)."""
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    def info(self) -> dict[str, Any]:
+        """Who this node is (the ``ping`` command's answer)."""
+        return {
+            "node_id": self.node_id,
+            "site": self.site,
+            "name": self.config.name,
+            "boot_id": self.boot_id,
+            "version": varta.__version__,
+            "started_at": self.started_at.isoformat(),
+            "agent_uptime_s": round(time.monotonic() - self.health.started, 1),
+        }
+
+    async def emit_event(
+        self,
+        kind: str,
+        severity: Severity = Severity.INFO,
+        device_id: str | None = None,
+        message: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> int:
+        """Store an event in the outbox (it is published as soon as possible); returns its seq."""
+        event = Event(
+            node_id=self.node_id,
+            boot_id=self.boot_id,
+            seq=0,
+            ts=utcnow(),
+            kind=kind,
+            severity=severity,
+            device_id=device_id,
+            message=message,
+            data=data or {},
+        )
+        return await self.outbox.put(self._topic(Channel.EVENT), event, cls=MessageClass.EVENT)
+
+    async def set_device_state(
+        self,
+        device_id: str,
+        kind: DeviceKind,
+        status: DeviceStatus,
+        reason: str | None = None,
+        detail: str = "",
+        attrs: Attrs | None = None,
+        *,
+        name: str = "",
+    ) -> int:
+        """Store the current state of a device (retained on ``state/<device>``); returns its seq."""
+        state = DeviceState(
+            node_id=self.node_id,
+            boot_id=self.boot_id,
+            seq=0,
+            ts=utcnow(),
+            device_id=device_id,
+            kind=kind,
+            name=name,
+            status=status,
+            reason=reason,
+            detail=detail,
+            attrs=attrs or {},
+        )
+        return await self.outbox.put(self._topic(Channel.STATE, device_id), state, cls=MessageClass.EVENT, retain=True)
+
+    async def publish_health(self) -> int:
+        """Take a health sample now and store it (telemetry); returns its seq."""
+        outbox = self.outbox
+        sample = await self.health.sample(node_id=self.node_id, boot_id=self.boot_id, outbox=outbox.stats())
+        return await outbox.put(self._topic(Channel.HEALTH), sample, cls=MessageClass.TELEMETRY)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until *stop* is set, then shut down cleanly (retained ``offline``/``shutdown``, disconnect)."""
+        if self._started:
+            raise RuntimeError("an EdgeAgent runs once; build a new one to run again")
+        self._started = True
+        cfg = self.config
+        log.info("agent.starting", node_id=self.node_id, site=self.site, boot_id=self.boot_id)
+        outbox = await Outbox.open(cfg.outbox)
+        self._outbox = outbox
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            replay = ReplayGuard(outbox)
+            await replay.setup()
+            # The publisher's on_connect callback must come first: it marks which rows predate the connection.
+            self.publisher = OutboxPublisher(outbox, self.client, window=cfg.outbox.publish_window)
+            self.client.add_on_connect(self._on_connect)
+            self.commands = CommandProcessor(
+                client=self.client,
+                outbox=outbox,
+                registry=self.registry,
+                replay=replay,
+                site=self.site,
+                node_id=self.node_id,
+                boot_id=self.boot_id,
+                keys=cfg.commands.verify_keys(),
+                max_clock_skew_s=cfg.commands.max_clock_skew_s,
+                handler_timeout_s=cfg.commands.handler_timeout_s,
+            )
+            await self.health.prime()
+            loops: dict[str, Callable[[], Awaitable[None]]] = {
+                "mqtt": self.client.run,
+                "publisher": self.publisher.run,
+                "commands": self.commands.run,
+                "health": self._health_loop,
+                "maintenance": self._maintenance_loop,
+            }
+            if self.simulator is not None:
+                loops["simulator"] = self.simulator.run
+            tasks = [asyncio.create_task(self._supervise(n, f, stop), name=f"edge-{n}") for n, f in loops.items()]
+            self._ready.set()
+            log.info("agent.started", loops=sorted(loops))
+            try:
+                await stop.wait()
+            finally:  # also when cancelled: still say goodbye (a clean disconnect suppresses the last will)
+                stop.set()
+                log.info("agent.stopping")
+                await self._shutdown(tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._ready.clear()
+            await outbox.close()
+            self._outbox = None
+            log.info("agent.stopped", boot_id=self.boot_id)
+
+    # ---------------------------------------------------------------------------------------------- internals
+
+    def _topic(self, channel: Channel, device: str | None = None) -> str:
+        return topic(self.site, self.node_id, channel, device)
+
+    def _availability(self, state: str, reason: str) -> bytes:
+        message = Availability.model_validate(
+            {
+                "node_id": self.node_id,
+                "boot_id": self.boot_id,
+                "seq": 0,
+                "ts": utcnow(),
+                "state": state,
+                "reason": reason,
+            }
+        )
+        return encode(message)
+
+    async def _on_connect(self) -> None:
+        await self.client.publish(
+            self._topic(Channel.STATUS), self._availability("online", "connected"), qos=1, retain=True
+        )
+        if not self._birth_sent:
+            try:
+                await self._enqueue_birth()
+            except Exception:
+                log.exception("agent.birth_failed")  # tried again on the next connect
+            else:
+                self._birth_sent = True
+
+    async def _enqueue_birth(self) -> None:
+        birth = Birth(
+            node_id=self.node_id,
+            boot_id=self.boot_id,
+            seq=0,
+            ts=utcnow(),
+            site=self.site,
+            name=self.config.name,
+            hostname=socket.gethostname()[:255],
+            version=varta.__version__[:64],
+            started_at=self.started_at,
+            platform=platform.platform()[:200],
+            capabilities=sorted({*self.registry.names(), *self.capabilities})[:64],
+            health_interval_s=self.config.health.interval_s,
+        )
+        await self.outbox.put(self._topic(Channel.BIRTH), birth, cls=MessageClass.EVENT, retain=True)
+
+    async def _health_loop(self) -> None:
+        interval = self.config.health.interval_s
+        next_at = time.monotonic()
+        while True:
+            await self.publish_health()
+            next_at = max(next_at + interval, time.monotonic())
+            await asyncio.sleep(next_at - time.monotonic())
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+            await self.outbox.prune()
+
+    async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+        """Run *loop*, restarting it with back-off when it fails or returns, until *stop* is set."""
+        delay = RESTART_MIN_S
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await loop()
+                if stop.is_set():
+                    return
+                log.warning("agent.loop_exited", loop=name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("agent.loop_crashed", loop=name, restart_in_s=delay)
+            if time.monotonic() - started > RESTART_MAX_S:
+                delay = RESTART_MIN_S  # it ran fine for a while: start the back-off afresh
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, RESTART_MAX_S)
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Stop producers, give the publisher a moment to drain, publish ``offline``/``shutdown``, disconnect."""
+        by_name = {t.get_name(): t for t in tasks}
+        for name in ("edge-simulator", "edge-health", "edge-commands", "edge-maintenance"):
+            task = by_name.get(name)
+            if task is not None:
+                task.cancel()
+        if self.client.connected.is_set():
+            drained = await self.outbox.wait_empty(SHUTDOWN_DRAIN_S)
+            if not drained:
+                log.info("agent.shutdown_pending", pending=self.outbox.stats().pending)
+        publisher = by_name.get("edge-publisher")
+        if publisher is not None:
+            publisher.cancel()
+            await asyncio.gather(publisher, return_exceptions=True)
+        await self.client.stop(final=(self._topic(Channel.STATUS), self._availability("offline", "shutdown"), True))
+
+
+async def run_agent(config: EdgeConfig, *, stop: asyncio.Event | None = None) -> None:
+    """Run an edge agent for *config* until *stop* is set (forever when None)."""
+    agent = EdgeAgent(config)
+    await agent.run(stop if stop is not None else asyncio.Event())
+
+
+async def _main_async(config: EdgeConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await run_agent(config, stop=stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def main(config_path: Path | None) -> int:
+    """Entry point of ``varta edge``: load the config, run until SIGTERM/SIGINT; returns the exit code."""
+    try:
+        config = load_edge_config(config_path)
+    except ConfigError as exc:
+        print(f"varta edge: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level, config.log_format)
+    try:
+        asyncio.run(_main_async(config))
+    except Exception:
+        log.exception("agent.failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m edge.agent", description="Run the Varta edge agent.")
+    parser.add_argument("--config", type=Path, default=None, help="YAML config file (env VARTA_EDGE__… wins)")
+    sys.exit(main(parser.parse_args().config))

@@ -1,0 +1,190 @@
+"""The edge agent's configuration: YAML file plus ``VARTA_EDGE__…`` environment variables (unknown keys rejected).
+
+The environment wins over the file, nested keys use ``__`` (``VARTA_EDGE__MQTT__PASSWORD=…``). Secrets come from
+the environment or from files (``mqtt.password_file``); central's public keys may be listed inline or in
+``commands.central_public_keys_file`` (one base64url key per line, ``#`` comments allowed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from nacl.signing import VerifyKey
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from varta.contract import MAX_PAYLOAD_BYTES, Identifier
+from varta.mqtt import MqttSettings
+from varta.signing import KeyFileError, load_verify_key
+
+DAY_S = 86_400
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class OutboxSettings(BaseModel):
+    """The durable SQLite outbox and its bounds (telemetry is dropped before events)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path = Field(default=Path("var/edge/outbox.db"), description="SQLite file (WAL); its folder is created")
+    max_rows: int = Field(default=200_000, ge=10, description="most rows kept; beyond, the oldest are dropped")
+    max_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=4 * MAX_PAYLOAD_BYTES, description="most payload+topic bytes kept"
+    )
+    telemetry_max_age_s: float = Field(default=7 * DAY_S, gt=0, description="telemetry older than this is dropped")
+    event_max_age_s: float = Field(default=90 * DAY_S, gt=0, description="events older than this are dropped")
+    publish_window: int = Field(
+        default=64, ge=1, le=1000, description="publishes awaiting PUBACK at once (order is kept by MQTT)"
+    )
+
+
+class HealthSettings(BaseModel):
+    """Periodic node health."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interval_s: float = Field(default=30.0, ge=1, le=3600, description="seconds between health samples")
+
+
+class CommandSettings(BaseModel):
+    """Verification of central's signed commands."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    central_public_keys: list[str] = Field(
+        default_factory=list, description="central's Ed25519 public keys (base64url); several allow rotation"
+    )
+    central_public_keys_file: Path | None = Field(
+        default=None, description="file with more public keys, one per line ('#' starts a comment)"
+    )
+    max_clock_skew_s: float = Field(
+        default=30.0, ge=0, le=3600, description="allowance for clock differences on expiry / issue time"
+    )
+    handler_timeout_s: float = Field(default=30.0, gt=0, le=3600, description="longest a command may run")
+
+    _keys: list[VerifyKey] = PrivateAttr(default_factory=list)
+
+    @field_validator("central_public_keys")
+    @classmethod
+    def _keys_parse(cls, value: list[str]) -> list[str]:
+        for i, text in enumerate(value):
+            try:
+                load_verify_key(text)
+            except KeyFileError as exc:
+                raise ValueError(f"key #{i + 1}: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _load_keys(self) -> CommandSettings:
+        keys = [load_verify_key(text) for text in self.central_public_keys]
+        if self.central_public_keys_file is not None:
+            keys.extend(_read_key_file(self.central_public_keys_file))
+        self._keys = keys
+        return self
+
+    def verify_keys(self) -> list[VerifyKey]:
+        """Every configured public key (inline ones first, then those from the key file)."""
+        return list(self._keys)
+
+
+def _read_key_file(path: Path) -> list[VerifyKey]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    keys: list[VerifyKey] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        try:
+            keys.append(load_verify_key(entry))
+        except KeyFileError as exc:
+            raise ValueError(f"{path}, line {number}: {exc}") from None
+    return keys
+
+
+class SimulatorSettings(BaseModel):
+    """Simulated devices (for ``varta demo`` and tests; real devices come from their own integrations)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    seed: int | None = Field(default=None, description="random seed, for repeatable runs")
+    cameras: int = Field(default=3, ge=0, le=64)
+    kiosks: int = Field(default=1, ge=0, le=64)
+    sirens: int = Field(default=1, ge=0, le=64)
+    events_per_s: float = Field(default=0.2, ge=0, le=10_000, description="mean rate of simulated events")
+    status_change_interval_s: float = Field(
+        default=120.0, ge=0, description="mean seconds between device outages / recoveries; 0 disables them"
+    )
+    outage_s: float = Field(default=20.0, gt=0, description="mean length of a simulated device outage")
+
+
+class EdgeConfig(BaseSettings):
+    """Everything one edge node needs."""
+
+    model_config = SettingsConfigDict(env_prefix="VARTA_EDGE__", env_nested_delimiter="__", extra="forbid")
+
+    node_id: Identifier
+    site: Identifier
+    name: str = Field(default="", max_length=200, description="human-readable node name")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    commands: CommandSettings = Field(default_factory=CommandSettings)
+    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("log_level")
+    @classmethod
+    def _level_known(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the YAML file (passed as init values).
+        return env_settings, init_settings, file_secret_settings
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used, with a readable (multi-line) message."""
+
+
+def load_edge_config(path: Path | None = None, **overrides: Any) -> EdgeConfig:
+    """Load the edge config from *path* (YAML) plus environment, raising :class:`ConfigError` on problems."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        data.update(loaded)
+    data.update(overrides)
+    try:
+        return EdgeConfig(**data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  {where}: {msg}")
+        source = f" ({path})" if path is not None else ""
+        raise ConfigError(f"invalid edge configuration{source}:\n" + "\n".join(lines)) from None
