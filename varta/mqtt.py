@@ -21,7 +21,7 @@ import socket
 import ssl
 import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -276,10 +276,32 @@ class MqttClient:
 
     def ack(self, message: InboundMessage) -> None:
         """Acknowledge a QoS 1 message after it was processed (no-op for QoS 0 or a closed connection)."""
+        self.ack_many((message,))
+
+    def ack_many(self, messages: Sequence[InboundMessage]) -> None:
+        """Acknowledge a batch of messages, waking paho's network thread once rather than once per message."""
         conn = self._conn
-        if message.qos == 0 or conn is None or conn.number != message.connection or conn.closed.is_set():
+        if conn is None or conn.closed.is_set():
             return
-        conn.client.ack(message.mid, message.qos)
+        todo = [m for m in messages if m.qos > 0 and m.connection == conn.number]
+        if not todo:
+            return
+        client = conn.client
+        # paho writes a wake-up byte to its socket pair for every queued packet (a syscall each); with the pair
+        # detached while the PUBACKs are queued, one byte afterwards wakes the network thread for all of them.
+        wake = getattr(client, "_sockpairW", None)
+        if wake is not None and len(todo) > 1:
+            client._sockpairW = None
+            try:
+                for m in todo:
+                    client.ack(m.mid, m.qos)
+            finally:
+                client._sockpairW = wake
+            with contextlib.suppress(OSError):
+                wake.send(b"0")
+        else:
+            for m in todo:
+                client.ack(m.mid, m.qos)
 
     async def next_batch(self, max_items: int = 1000, timeout: float | None = None) -> list[InboundMessage]:
         """Wait for inbound messages and return up to *max_items* of them (empty list on timeout)."""

@@ -115,6 +115,7 @@ class IngestService:
         self.counters = IngestCounters()
         self._known_nodes: set[str] = set()
         self._last_reject_log: dict[str, float] = {}
+        self._health_announced: dict[str, float] = {}
         self._health_sql = _health_insert_sql(db.dialect)
         self._db_time: Callable[[datetime], Any] = _sqlite_time if db.dialect == "sqlite" else _identity
 
@@ -201,8 +202,7 @@ class IngestService:
                 log.error("ingest.store_failed", error=str(exc)[:300], batch=len(accepted), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-        for inbound in batch:
-            self.mqtt.ack(inbound)
+        self.mqtt.ack_many(batch)
         await self._announce(outcome)
 
     def _reject(self, inbound: InboundMessage, exc: ContractError) -> None:
@@ -350,6 +350,7 @@ class IngestService:
         latest: dict[str, Health] = {}
         rows: list[tuple[Any, ...]] = []
         as_db_time = self._db_time
+        received = {id(fresh[0].received_at): as_db_time(fresh[0].received_at)} if fresh else {}
         for item in fresh:
             m = item.message
             if not isinstance(m, Health):
@@ -360,7 +361,7 @@ class IngestService:
                     m.boot_id,
                     m.seq,
                     as_db_time(m.ts),
-                    as_db_time(item.received_at),
+                    received.get(id(item.received_at)) or as_db_time(item.received_at),
                     m.historical,
                     m.cpu_percent,
                     m.memory_percent,
@@ -590,8 +591,12 @@ class IngestService:
     async def _announce(self, outcome: _Outcome) -> None:
         if self.bus.subscribers == 0:
             return
+        now = time.monotonic()
         for node_id, point in outcome.health.items():
-            self.bus.publish("health", {"node_id": node_id, "point": point.model_dump(mode="json")})
+            # A dashboard needs a node's health every few seconds, not every sample: keep the stream light.
+            if now - self._health_announced.get(node_id, 0.0) >= self.settings.sse_health_interval_s:
+                self._health_announced[node_id] = now
+                self.bus.publish("health", {"node_id": node_id, "point": point.model_dump(mode="json")})
         for node_id, device in outcome.devices:
             self.bus.publish(
                 "device",
@@ -710,7 +715,9 @@ def _health_insert_sql(dialect: str) -> str:
 
 def _sqlite_time(value: datetime) -> str:
     """The text form SQLAlchemy's SQLite DateTime stores (naive UTC, microseconds)."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def _identity(value: datetime) -> datetime:
