@@ -57,13 +57,9 @@ def create_app(config: CentralConfig, *, start_background: bool = True) -> FastA
             tasks = [
                 asyncio.create_task(mqtt.run(), name="mqtt"),
                 asyncio.create_task(run_supervised("ingest", ingest.run), name="ingest"),
-                asyncio.create_task(
-                    run_supervised("maintenance", ingest.run_maintenance), name="maintenance"
-                ),
+                asyncio.create_task(run_supervised("maintenance", ingest.run_maintenance), name="maintenance"),
             ]
-        log.info(
-            "central.started", version=__version__, database=services.db.dialect, background=start_background
-        )
+        log.info("central.started", version=__version__, database=services.db.dialect, background=start_background)
         try:
             yield
         finally:

@@ -34,9 +34,7 @@ class CommandError(Exception):
 class CommandService:
     """Central → edge commands: signed, deadline-bound, audited."""
 
-    def __init__(
-        self, mqtt: MqttClient, key: SigningKey, settings: CommandSettings, *, instance_id: str
-    ) -> None:
+    def __init__(self, mqtt: MqttClient, key: SigningKey, settings: CommandSettings, *, instance_id: str) -> None:
         self.mqtt = mqtt
         self.key = key
         self.settings = settings

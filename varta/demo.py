@@ -123,10 +123,10 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
             site=site,
             name=f"Demo node {i + 1} ({site})",
             mqtt=mqtt,
-            outbox={"path": data / f"node-{i + 1}" / "outbox.db"},  # type: ignore[arg-type]
-            health={"interval_s": options.health_interval_s},  # type: ignore[arg-type]
-            commands={"central_public_keys": [public_key_text(key.verify_key)]},  # type: ignore[arg-type]
-            simulator={"enabled": True, "cameras": 2 + i, "events_per_s": 0.1},  # type: ignore[arg-type]
+            outbox={"path": data / f"node-{i + 1}" / "outbox.db"},
+            health={"interval_s": options.health_interval_s},
+            commands={"central_public_keys": [public_key_text(key.verify_key)]},
+            simulator={"enabled": True, "cameras": 2 + i, "events_per_s": 0.1},
         )
         edge_tasks.append(asyncio.create_task(run_agent(edge, stop=edge_stop), name=f"edge-{i + 1}"))
 

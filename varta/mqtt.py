@@ -254,7 +254,7 @@ class MqttClient:
             raise NotConnected("not connected to the broker")
         props = None
         if expiry_s is not None and conn.protocol == paho.MQTTv5:
-            props = Properties(PacketTypes.PUBLISH)
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.MessageExpiryInterval = max(1, int(expiry_s))
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
@@ -370,7 +370,7 @@ class MqttClient:
         s = self.settings
         props = None
         if conn.protocol == paho.MQTTv5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 0 if self.clean_start else s.session_expiry_s
             props.ReceiveMaximum = 65535
         try:
@@ -434,7 +434,7 @@ class MqttClient:
             topic_filter = sub.filter_for(conn.protocol)
             fut: asyncio.Future[None] = loop.create_future()
             rc, mid = conn.client.subscribe(topic_filter, qos=sub.qos)
-            if rc != paho.MQTT_ERR_SUCCESS:
+            if rc != paho.MQTT_ERR_SUCCESS or mid is None:
                 log.warning("mqtt.subscribe_failed", topic_filter=topic_filter, error=paho.error_string(rc))
                 return False
             with conn.lock:
@@ -541,7 +541,8 @@ class MqttClient:
             self.inbound_dropped += 1
             return
         expiry = getattr(m.properties, "MessageExpiryInterval", None) if m.properties else None
-        self._inbound.append(InboundMessage(m.topic, m.payload, m.qos, bool(m.retain), m.mid, expiry, conn.number))
+        payload = m.payload if isinstance(m.payload, bytes) else bytes(m.payload)
+        self._inbound.append(InboundMessage(m.topic, payload, m.qos, bool(m.retain), m.mid, expiry, conn.number))
         if not self._wake_pending:
             self._wake_pending = True
             self._call(self._wake.set)

@@ -38,9 +38,7 @@ async def healthz(services: Annotated[Services, Depends(get_services)]) -> JSONR
     except Exception:
         database = False
     mqtt = services.ingest is not None and services.ingest.mqtt.connected.is_set()
-    body = Healthz(
-        status="ok" if database else "degraded", version=__version__, database=database, mqtt_connected=mqtt
-    )
+    body = Healthz(status="ok" if database else "degraded", version=__version__, database=database, mqtt_connected=mqtt)
     return JSONResponse(body.model_dump(), status_code=200 if database else 503)
 
 

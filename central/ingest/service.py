@@ -15,10 +15,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import bindparam, delete, select, tuple_, update
+from sqlalchemy import Table, bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -391,7 +391,7 @@ class IngestService:
             point = HealthPoint.model_validate(m, from_attributes=True)
             outcome.health[node_id] = point
             updates.append({"b_node_id": node_id, "last_health_at": m.ts, "last_health": point.model_dump(mode="json")})
-        nodes = Node.__table__
+        nodes = cast(Table, Node.__table__)
         await session.execute(
             update(nodes)
             .where(nodes.c.node_id == bindparam("b_node_id"))
@@ -580,7 +580,7 @@ class IngestService:
         last: dict[str, datetime] = {}
         for item in items:
             last[item.message.node_id] = item.received_at
-        nodes = Node.__table__
+        nodes = cast(Table, Node.__table__)
         await session.execute(
             update(nodes).where(nodes.c.node_id == bindparam("b_node_id")).values(last_seen=bindparam("last_seen")),
             [{"b_node_id": n, "last_seen": t} for n, t in last.items()],

@@ -97,9 +97,7 @@ async def node_detail(session: AsyncSession, node_id: str) -> NodeView | None:
     node = await session.get(Node, node_id)
     if node is None:
         return None
-    devices = (
-        await session.scalars(select(DeviceStateRecord).where(DeviceStateRecord.node_id == node_id))
-    ).all()
+    devices = (await session.scalars(select(DeviceStateRecord).where(DeviceStateRecord.node_id == node_id))).all()
     return node_view(node, list(devices))
 
 

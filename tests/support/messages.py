@@ -44,9 +44,7 @@ def event(node: str, boot: str, seq: int, index: int = 0, **kw: Any) -> Event:
     return Event(**data)
 
 
-def availability(
-    node: str, boot: str, state: str, reason: str = "connected", age_s: float = 0
-) -> Availability:
+def availability(node: str, boot: str, state: str, reason: str = "connected", age_s: float = 0) -> Availability:
     """An availability message (seq 0)."""
     return Availability(
         node_id=node, boot_id=boot, seq=0, ts=utcnow() - timedelta(seconds=age_s), state=state, reason=reason
