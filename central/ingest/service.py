@@ -297,7 +297,8 @@ class IngestService:
                         SeqGap(node_id=node_id, boot_id=boot_id, first_seq=high + 1, last_seq=s - 1, detected_at=now)
                     )
                     self.counters.gaps_recorded += 1
-                    log.warning("ingest.seq_gap", node_id=node_id, boot_id=boot_id, first=high + 1, last=s - 1)
+                    # Often filled moments later (retained and live topics may arrive out of order): info, not alarm.
+                    log.info("ingest.seq_gap", node_id=node_id, boot_id=boot_id, first=high + 1, last=s - 1)
                 high = s
                 accepted.add((node_id, boot_id, s))
             if track is None:

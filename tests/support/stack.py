@@ -121,6 +121,13 @@ class CentralProcess:
         """An API client authenticated with the operator's bearer token."""
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=10.0)
 
+    def kill(self) -> None:
+        """SIGKILL central mid-work (a crash, the OOM killer, a power cut of the server)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
