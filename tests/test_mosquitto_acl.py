@@ -57,7 +57,6 @@ def acl_broker(tmp_path: Path) -> Iterator[AclBroker]:
     broker = Broker(
         workdir=tmp_path / "mosquitto",
         extra_conf=(
-            "user root\n"  # tests run as root in CI: keep access to the temporary files
             "allow_anonymous false\n"
             f"password_file {password_file}\n"
             f"acl_file {ACL_FILE}\n"
