@@ -39,7 +39,14 @@ class IngestSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     shared_group: str = Field(default="varta-central", pattern=r"^[A-Za-z0-9_-]+$")
-    use_shared_subscription: bool = Field(default=True, description="needs MQTT 5; ignored on 3.1.1")
+    use_shared_subscription: bool = Field(
+        default=False,
+        description=(
+            "split health/event/result messages between central instances ($share, MQTT 5 only). Off by default:"
+            " Mosquitto 2.0 does not restore shared subscriptions after a broker restart, so messages published"
+            " before the instances re-subscribe are dropped; a plain persistent subscription keeps them"
+        ),
+    )
     batch_max: int = Field(default=2000, ge=1, le=50_000)
     batch_wait_s: float = Field(default=0.05, ge=0, le=5)
     health_retention_days: int = Field(default=30, ge=1)

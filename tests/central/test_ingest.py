@@ -8,10 +8,16 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy import func, select
 
+from central.bus import Bus
+from central.config import IngestSettings
+from central.ingest.service import IngestService
+from central.store.db import Database
 from central.store.fleet_models import EventRecord, HealthSample, Node, SeqGap
 from tests.central.conftest import IngestEnv
 from tests.support import messages
+from tests.support.broker import Broker
 from varta.contract import Channel, encode, topic
+from varta.mqtt import MqttClient
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
@@ -154,3 +160,40 @@ async def test_late_messages_in_one_batch_fill_a_split_gap_completely(ingest_env
     assert gaps == []
     assert await count(ingest_env, EventRecord, node_id="n6", source="node") == 6
     assert ingest_env.ingest.counters.db_errors == 0
+
+
+async def test_what_nodes_send_after_a_broker_restart_while_central_is_away_is_not_lost(
+    broker: Broker, sqlite_url: str
+) -> None:
+    """Central's persistent subscription survives a broker restart (a shared one would not, in Mosquitto 2.0)."""
+    db = Database(sqlite_url)
+    first = MqttClient(broker.settings(), client_id="central-restart")
+    IngestService(first, db, Bus(), IngestSettings()).subscribe()
+    task = asyncio.create_task(first.run())
+    await first.wait_connected(10)
+    await first.stop()
+    task.cancel()
+    broker.stop()
+    broker.start()
+    pub = MqttClient(broker.settings(), client_id="node-replaying", clean_start=True)
+    pub_task = asyncio.create_task(pub.run())
+    await pub.wait_connected(10)
+    for seq in range(1, 11):
+        await pub.publish(topic("s1", "n7", Channel.EVENT), encode(messages.event("n7", "b1", seq, index=seq)))
+    await pub.stop()
+    pub_task.cancel()
+    second = MqttClient(broker.settings(), client_id="central-restart")
+    ingest = IngestService(second, db, Bus(), IngestSettings(batch_wait_s=0.01))
+    ingest.subscribe()
+    tasks = [asyncio.create_task(second.run()), asyncio.create_task(ingest.run())]
+    try:
+
+        async def all_stored() -> bool:
+            return ingest.counters.stored == 10
+
+        await eventually(all_stored, timeout=20)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await second.stop()
+        await db.dispose()
