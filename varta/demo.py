@@ -130,7 +130,7 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
         )
         edge_tasks.append(asyncio.create_task(run_agent(edge, stop=edge_stop), name=f"edge-{i + 1}"))
 
-    while not server.started and not server_task.done():  # noqa: ASYNC110 - uvicorn exposes a flag only
+    while not server.started and not server_task.done():
         await asyncio.sleep(0.05)
     _banner(http_port, broker_port, data, options.nodes)
     try:
