@@ -322,7 +322,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=10_000, help="offered messages/s")
     parser.add_argument("--duration", type=float, default=20, help="seconds of load")
     parser.add_argument("--nodes", type=int, default=500, help="simulated nodes")
-    parser.add_argument("--generators", type=int, default=1, help="publisher processes")
+    parser.add_argument("--generators", type=int, default=2, help="publisher processes (one offers ~5k msg/s)")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--instances", type=int, default=1, help="central processes sharing the subscription")
     parser.add_argument("--reference-messages", type=int, default=100_000)
