@@ -333,6 +333,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="varta-bench-"))
     broker = Broker(workdir=work / "mosquitto").start()
     pg_name = None
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         ref = reference_mosquitto_sub(broker, args.reference_messages, args.nodes, args.generators)
         print(f"reference: mosquitto_sub -q 1 received {ref:,.0f} msg/s")
@@ -346,6 +347,7 @@ def main() -> int:
         else:
             url = f"sqlite+aiosqlite:///{work}/central.db"
         central = start_central(work, broker, url, args.instances)
+        procs.extend(central.procs)
         sse = SseLatency(central)
         sse.start()
         sse.ready.wait(10)
@@ -390,11 +392,14 @@ def main() -> int:
                 f"max {max(lat) * 1000:.0f} ms"
             )
         print(f"ratio to raw mosquitto_sub: {steady_rate / ref:.2f}; SSE reconnects: {sse.reconnects}")
-        for p in central.procs:
-            p.terminate()
-        for p in central.procs:
-            p.wait(15)
     finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
         broker.stop()
         if pg_name:
             asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))

@@ -56,11 +56,7 @@ def acl_broker(tmp_path: Path) -> Iterator[AclBroker]:
         subprocess.run(["mosquitto_passwd", *create, "-b", str(password_file), user, password], check=True)
     broker = Broker(
         workdir=tmp_path / "mosquitto",
-        extra_conf=(
-            "allow_anonymous false\n"
-            f"password_file {password_file}\n"
-            f"acl_file {ACL_FILE}\n"
-        ),
+        extra_conf=(f"allow_anonymous false\npassword_file {password_file}\nacl_file {ACL_FILE}\n"),
     ).start()
     try:
         yield AclBroker(broker, passwords)

@@ -152,8 +152,9 @@ class IngestService:
             batch = await self.mqtt.next_batch(self.settings.batch_max, timeout=1.0)
             if not batch:
                 continue
-            if len(batch) < self.settings.batch_max and self.settings.batch_wait_s > 0:
-                # Let a burst accumulate into one transaction (bounded wait keeps latency low).
+            if len(batch) < self.settings.batch_max // 10 and self.settings.batch_wait_s > 0:
+                # Light traffic: let a burst accumulate into one transaction (bounded wait keeps latency low).
+                # Under load batches are large already, and waiting would only stall the pipeline.
                 await asyncio.sleep(self.settings.batch_wait_s)
                 batch.extend(await self.mqtt.next_batch(self.settings.batch_max - len(batch), timeout=0))
             await self.process(batch)
@@ -278,16 +279,21 @@ class IngestService:
         by_boot: dict[tuple[str, str], list[int]] = {}
         for node_id, boot_id, seq in unique:
             by_boot.setdefault((node_id, boot_id), []).append(seq)
-        stmt = select(SeqTrack).where(tuple_(SeqTrack.node_id, SeqTrack.boot_id).in_(list(by_boot)))
+        tracks_table = cast(Table, SeqTrack.__table__)
+        c = tracks_table.c
+        stmt = select(c.node_id, c.boot_id, c.max_seq).where(tuple_(c.node_id, c.boot_id).in_(list(by_boot)))
         if self.db.dialect == "postgresql":
             stmt = stmt.with_for_update()
-        tracks = {(t.node_id, t.boot_id): t for t in (await session.scalars(stmt)).all()}
+        # Core rows, not ORM objects: with hundreds of nodes per batch the ORM's bookkeeping dominated the cost.
+        highs = {(r[0], r[1]): int(r[2]) for r in (await session.execute(stmt)).all()}
         now = self.clock()
         accepted: set[tuple[str, str, int]] = set()
+        updates: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
         for (node_id, boot_id), seqs in by_boot.items():
             seqs.sort()
-            track = tracks.get((node_id, boot_id))
-            high = track.max_seq if track else 0
+            known = (node_id, boot_id) in highs
+            high = highs.get((node_id, boot_id), 0)
             if seqs[0] <= high:
                 taken = await self._fill_gaps(session, node_id, boot_id, [s for s in seqs if s <= high])
                 accepted.update((node_id, boot_id, s) for s in taken)
@@ -301,14 +307,33 @@ class IngestService:
                     log.info("ingest.seq_gap", node_id=node_id, boot_id=boot_id, first=high + 1, last=s - 1)
                 high = s
                 accepted.add((node_id, boot_id, s))
-            if track is None:
-                session.add(
-                    SeqTrack(node_id=node_id, boot_id=boot_id, max_seq=high, received=len(seqs), updated_at=now)
-                )
-            else:
-                track.max_seq = high
-                track.received += len(seqs)
-                track.updated_at = now
+            row = {"b_node_id": node_id, "b_boot_id": boot_id, "max_seq": high, "b_count": len(seqs), "updated_at": now}
+            (updates if known else inserts).append(row)
+        if updates:
+            await session.execute(
+                update(tracks_table)
+                .where(c.node_id == bindparam("b_node_id"), c.boot_id == bindparam("b_boot_id"))
+                .values(
+                    max_seq=bindparam("max_seq"),
+                    received=c.received + bindparam("b_count"),
+                    updated_at=bindparam("updated_at"),
+                ),
+                updates,
+            )
+        if inserts:
+            await session.execute(
+                self._insert(SeqTrack),
+                [
+                    {
+                        "node_id": r["b_node_id"],
+                        "boot_id": r["b_boot_id"],
+                        "max_seq": r["max_seq"],
+                        "received": r["b_count"],
+                        "updated_at": r["updated_at"],
+                    }
+                    for r in inserts
+                ],
+            )
         self.counters.duplicates += len(unique) - len(accepted)
         return [item for key, item in unique.items() if key in accepted]
 

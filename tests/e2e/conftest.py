@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import Broker
-from tests.support.stack import CentralProcess
+from tests.support.stack import CentralProcess, reap_all
+
+
+@pytest.fixture(autouse=True)
+def _reap_processes() -> Iterator[None]:
+    """Whatever a test started is stopped when it ends, passed or failed."""
+    yield
+    reap_all()
 
 
 @pytest.fixture

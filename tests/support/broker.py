@@ -40,7 +40,7 @@ class Broker:
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 1\n"
             "set_tcp_nodelay true\n"
-            "max_inflight_messages 1000\n"
+            "max_inflight_messages 20000\n"
             "max_queued_messages 200000\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             f"log_dest file {self.log_path}\n" + self.extra_conf

@@ -27,6 +27,22 @@ from tests.support.ports import free_port
 from varta.signing import load_or_create_signing_key, public_key_text
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Every process these helpers started and nobody stopped yet; the e2e conftest reaps them after each test,
+#: so a failing test never leaves an agent or central running.
+LIVE: list[subprocess.Popen[bytes]] = []
+
+
+def reap_all() -> None:
+    """Stop (SIGTERM, then SIGKILL) every process started here that is still running."""
+    while LIVE:
+        proc = LIVE.pop()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def _env() -> dict[str, str]:
@@ -100,6 +116,7 @@ class CentralProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        LIVE.append(self.proc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -191,6 +208,7 @@ class EdgeProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        LIVE.append(self.proc)
         return self
 
     def kill(self) -> None:
