@@ -242,6 +242,7 @@ def start_central(workdir: Path, broker: Broker, database_url: str, instances: i
             "http": {"port": port},
             "mqtt": {"port": broker.port},
             "commands": {"signing_key_file": str(workdir / "signing.key")},
+            "ingest": {"use_shared_subscription": instances > 1},
             "log_level": "WARNING",
         }
         path = workdir / f"central-{i}.yaml"
