@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import SettingsConfigDict
 
 from varta.mqtt import MqttSettings
+from varta.settings import ConfigError, YamlEnvSettings, load_settings
 
 
 class HttpSettings(BaseModel):
@@ -70,7 +70,7 @@ class CentralMqttSettings(MqttSettings):
     session_expiry_s: int = Field(default=7 * 86_400, ge=0, description="how long the broker keeps our session")
 
 
-class CentralConfig(BaseSettings):
+class CentralConfig(YamlEnvSettings):
     """Everything central needs; defaults run on one machine with SQLite and a local broker."""
 
     model_config = SettingsConfigDict(env_prefix="VARTA_CENTRAL__", env_nested_delimiter="__", extra="forbid")
@@ -92,39 +92,19 @@ class CentralConfig(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment wins over the YAML file (passed as init values).
-        return env_settings, init_settings, file_secret_settings
-
-
-class ConfigError(ValueError):
-    """A configuration file that cannot be used, with a readable message."""
-
 
 def load_central_config(path: Path | None = None, **overrides: Any) -> CentralConfig:
     """Load central's config from *path* (YAML) plus environment, raising :class:`ConfigError` on problems."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-        data.update(loaded)
-    data.update(overrides)
-    try:
-        return CentralConfig(**data)
-    except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("invalid central configuration:\n" + "\n".join(lines)) from None
+    return load_settings(CentralConfig, "central", path, overrides)
+
+
+__all__ = [
+    "AuthSettings",
+    "CentralConfig",
+    "CentralMqttSettings",
+    "CommandSettings",
+    "ConfigError",
+    "HttpSettings",
+    "IngestSettings",
+    "load_central_config",
+]

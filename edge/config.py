@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from nacl.signing import VerifyKey
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from varta.contract import MAX_PAYLOAD_BYTES, Identifier
 from varta.mqtt import MqttSettings
+from varta.settings import ConfigError, YamlEnvSettings, load_settings
 from varta.signing import KeyFileError, load_verify_key
 
 DAY_S = 86_400
@@ -123,7 +123,7 @@ class SimulatorSettings(BaseModel):
     outage_s: float = Field(default=20.0, gt=0, description="mean length of a simulated device outage")
 
 
-class EdgeConfig(BaseSettings):
+class EdgeConfig(YamlEnvSettings):
     """Everything one edge node needs."""
 
     model_config = SettingsConfigDict(env_prefix="VARTA_EDGE__", env_nested_delimiter="__", extra="forbid")
@@ -147,44 +147,18 @@ class EdgeConfig(BaseSettings):
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment wins over the YAML file (passed as init values).
-        return env_settings, init_settings, file_secret_settings
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used, with a readable (multi-line) message."""
-
 
 def load_edge_config(path: Path | None = None, **overrides: Any) -> EdgeConfig:
-    """Load the edge config from *path* (YAML) plus environment, raising :class:`ConfigError` on problems."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-        data.update(loaded)
-    data.update(overrides)
-    try:
-        return EdgeConfig(**data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  {where}: {msg}")
-        source = f" ({path})" if path is not None else ""
-        raise ConfigError(f"invalid edge configuration{source}:\n" + "\n".join(lines)) from None
+    """Load edge's config from *path* (YAML) plus environment, raising :class:`ConfigError` on problems."""
+    return load_settings(EdgeConfig, "edge", path, overrides)
+
+
+__all__ = [
+    "CommandSettings",
+    "ConfigError",
+    "EdgeConfig",
+    "HealthSettings",
+    "OutboxSettings",
+    "SimulatorSettings",
+    "load_edge_config",
+]
