@@ -50,6 +50,12 @@ class IngestSettings(BaseModel):
     batch_max: int = Field(default=2000, ge=1, le=50_000)
     batch_wait_s: float = Field(default=0.05, ge=0, le=5)
     health_retention_days: int = Field(default=30, ge=1)
+    node_update_interval_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=30,
+        description="rewrite a node's last_seen / last health at most this often (every sample is still stored)",
+    )
     sse_health_interval_s: float = Field(
         default=2.0, ge=0, le=60, description="send a node's health to live dashboards at most this often"
     )

@@ -210,7 +210,7 @@ def test_shipped_config_carries_the_production_settings() -> None:
         "allow_anonymous false",
         "persistence true",
         "set_tcp_nodelay true",
-        "max_inflight_messages 1000",
+        "max_inflight_messages 20000",
         "persistent_client_expiration 7d",
         "acl_file /etc/mosquitto/varta/acl.conf",
     ):

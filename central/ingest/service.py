@@ -91,6 +91,7 @@ class _Outcome:
     events: list[EventRecord] = field(default_factory=list)
     devices: list[tuple[str, DeviceStateRecord]] = field(default_factory=list)
     commands: list[CommandRecord] = field(default_factory=list)
+    node_rows_due: set[str] = field(default_factory=set)
 
 
 class IngestService:
@@ -116,6 +117,7 @@ class IngestService:
         self._known_nodes: set[str] = set()
         self._last_reject_log: dict[str, float] = {}
         self._health_announced: dict[str, float] = {}
+        self._node_written: dict[str, float] = {}
         self._health_sql = _health_insert_sql(db.dialect)
         self._db_time: Callable[[datetime], Any] = _sqlite_time if db.dialect == "sqlite" else _identity
 
@@ -225,6 +227,13 @@ class IngestService:
         outcome = _Outcome()
         if not items:
             return outcome
+        # A node's row (last_seen, last_health) is rewritten at most every node_update_interval_s: under a burst,
+        # hundreds of row updates per batch cost more than the samples themselves (which are all stored).
+        mono = time.monotonic()
+        interval = self.settings.node_update_interval_s
+        outcome.node_rows_due = {
+            n for n in {i.message.node_id for i in items} if mono - self._node_written.get(n, -interval) >= interval
+        }
         async with self.db.session() as session:
             await self._ensure_nodes(session, items)
             fresh = await self._sequence_filter(session, items)
@@ -234,8 +243,10 @@ class IngestService:
             await self._store_device_states(session, fresh, outcome)
             await self._store_command_results(session, fresh, outcome)
             await self._store_availability(session, items, outcome)
-            await self._touch_nodes(session, items)
+            await self._touch_nodes(session, items, outcome.node_rows_due)
             await session.commit()
+        for node_id in outcome.node_rows_due:
+            self._node_written[node_id] = mono
         self._known_nodes.update(i.message.node_id for i in items)
         self.counters.stored += len(fresh)
         return outcome
@@ -416,14 +427,18 @@ class IngestService:
         for node_id, m in latest.items():
             point = HealthPoint.model_validate(m, from_attributes=True)
             outcome.health[node_id] = point
-            updates.append({"b_node_id": node_id, "last_health_at": m.ts, "last_health": point.model_dump(mode="json")})
-        nodes = cast(Table, Node.__table__)
-        await session.execute(
-            update(nodes)
-            .where(nodes.c.node_id == bindparam("b_node_id"))
-            .values(last_health_at=bindparam("last_health_at"), last_health=bindparam("last_health")),
-            updates,
-        )
+            if node_id in outcome.node_rows_due:
+                updates.append(
+                    {"b_node_id": node_id, "last_health_at": m.ts, "last_health": point.model_dump(mode="json")}
+                )
+        if updates:
+            nodes = cast(Table, Node.__table__)
+            await session.execute(
+                update(nodes)
+                .where(nodes.c.node_id == bindparam("b_node_id"))
+                .values(last_health_at=bindparam("last_health_at"), last_health=bindparam("last_health")),
+                updates,
+            )
 
     def _event_record(self, item: _Accepted, *, kind: str, severity: str, message: str = "", **kw: Any) -> EventRecord:
         m = item.message
@@ -602,10 +617,13 @@ class IngestService:
             outcome.events.append(record)
             outcome.nodes.add(m.node_id)
 
-    async def _touch_nodes(self, session: AsyncSession, items: list[_Accepted]) -> None:
+    async def _touch_nodes(self, session: AsyncSession, items: list[_Accepted], due: set[str]) -> None:
         last: dict[str, datetime] = {}
         for item in items:
-            last[item.message.node_id] = item.received_at
+            if item.message.node_id in due:
+                last[item.message.node_id] = item.received_at
+        if not last:
+            return
         nodes = cast(Table, Node.__table__)
         await session.execute(
             update(nodes).where(nodes.c.node_id == bindparam("b_node_id")).values(last_seen=bindparam("last_seen")),

@@ -68,6 +68,25 @@ def sim_ticks(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["source"] == "node" and "sim_index" in e["data"]]
 
 
+def settled_ticks(api: httpx.Client, node_id: str = "node-a") -> list[dict[str, Any]]:
+    """The node's simulator events once their count stops changing (the pipeline has drained)."""
+
+    def settled() -> list[dict[str, Any]] | None:
+        first = sim_ticks(node_events(api, node_id))
+        time.sleep(1.0)
+        second = sim_ticks(node_events(api, node_id))
+        return second if len(first) == len(second) else None
+
+    result: list[dict[str, Any]] = wait_until(settled, 30, 0.1, "event count settled")
+    return result
+
+
+def outbox_indexes(rows: list[tuple[int, str, bytes]]) -> list[int]:
+    """``sim_index`` of the simulator events still waiting in an edge outbox, in outbox order."""
+    payloads = [json.loads(payload) for _, t, payload in rows if t.endswith("/event")]
+    return [p["data"]["sim_index"] for p in payloads if "sim_index" in p.get("data", {})]
+
+
 def test_node_appears_online_with_health_in_api_and_sse_within_2s(
     central: CentralProcess, broker: Broker, tmp_path: Path
 ) -> None:
@@ -120,21 +139,11 @@ def test_broker_down_30s_while_edge_emits_every_event_arrives_exactly_once_in_or
         edge.stop()
         leftover = edge.pending_rows()
 
-        def settled() -> list[dict[str, Any]] | None:
-            first = sim_ticks(node_events(api, "node-a"))
-            time.sleep(1.0)
-            second = sim_ticks(node_events(api, "node-a"))
-            return second if len(first) == len(second) else None
-
-        ticks = wait_until(settled, 30, 0.1, "event count settled")
+        ticks = settled_ticks(api)
         gaps = api.get("/api/v1/nodes/node-a/gaps").json()
         stats = api.get("/api/v1/system/ingest").json()
     indexes = [e["data"]["sim_index"] for e in ticks]
-    leftover_indexes = [
-        json.loads(payload)["data"]["sim_index"]
-        for _, t, payload in leftover
-        if t.endswith("/event") and "sim_index" in json.loads(payload).get("data", {})
-    ]
+    leftover_indexes = outbox_indexes(leftover)
     print(f"{len(indexes)} events at central, {len(leftover_indexes)} left in the outbox, stats {stats}")
     # Exactly once, in order: central holds a gap-free prefix 0..n-1, the outbox holds the rest.
     assert indexes == list(range(len(indexes)))
@@ -227,21 +236,10 @@ def test_sigkill_central_mid_ingest_loses_nothing_the_broker_accepted(
     edge.stop()
     leftover = edge.pending_rows()
     with central.api() as api:
-
-        def settled() -> list[dict[str, Any]] | None:
-            first = sim_ticks(node_events(api, "node-a"))
-            time.sleep(1.0)
-            second = sim_ticks(node_events(api, "node-a"))
-            return second if len(first) == len(second) else None
-
-        ticks = wait_until(settled, 30, 0.1, "event count settled")
+        ticks = settled_ticks(api)
         gaps = api.get("/api/v1/nodes/node-a/gaps").json()
     indexes = [e["data"]["sim_index"] for e in ticks]
-    leftover_indexes = [
-        json.loads(payload)["data"]["sim_index"]
-        for _, t, payload in leftover
-        if t.endswith("/event") and "sim_index" in json.loads(payload).get("data", {})
-    ]
+    leftover_indexes = outbox_indexes(leftover)
     print(f"{len(indexes)} events at central after its SIGKILL and restart, {len(leftover_indexes)} in the outbox")
     assert indexes == list(range(len(indexes)))
     assert leftover_indexes == list(range(len(indexes), len(indexes) + len(leftover_indexes)))
