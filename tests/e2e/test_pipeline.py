@@ -105,7 +105,13 @@ def test_node_appears_online_with_health_in_api_and_sse_within_2s(
 
             wait_until(online_with_health, timeout=10, interval=0.02, what="node online with health in the API")
             api_after = time.monotonic() - started
-            node = api.get("/api/v1/nodes/node-a").json()
+            # Identity comes with the birth message, which may be committed a moment after the first health.
+            node = wait_until(
+                lambda: (n := api.get("/api/v1/nodes/node-a").json())["version"] and n["hostname"] and n,
+                5,
+                0.05,
+                "node identity from its birth message",
+            )
         sse_online = wait_until(
             lambda: sse.first("node", lambda d: d["node_id"] == "node-a" and d["online"]), 5, what="SSE node online"
         )
