@@ -32,17 +32,29 @@ ROOT = Path(__file__).resolve().parents[2]
 LIVE: list[subprocess.Popen[bytes]] = []
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM (a clean shutdown), then SIGKILL if the process is still there after *timeout* seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def sigkill(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL: what a power cut, a crash or the OOM killer does."""
+    if proc is not None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
 def reap_all() -> None:
     """Stop (SIGTERM, then SIGKILL) every process started here that is still running."""
     while LIVE:
-        proc = LIVE.pop()
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(LIVE.pop())
 
 
 def _env() -> dict[str, str]:
@@ -140,19 +152,12 @@ class CentralProcess:
 
     def kill(self) -> None:
         """SIGKILL central mid-work (a crash, the OOM killer, a power cut of the server)."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
+        sigkill(self.proc)
+        self.proc = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        """SIGTERM: clean shutdown."""
+        terminate(self.proc, 10)
         self.proc = None
 
 
@@ -213,20 +218,12 @@ class EdgeProcess:
 
     def kill(self) -> None:
         """SIGKILL, as a power cut or OOM killer would."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
+        sigkill(self.proc)
+        self.proc = None
 
     def stop(self) -> None:
         """SIGTERM: clean shutdown."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 15)
         self.proc = None
 
     def pending_rows(self) -> list[tuple[int, str, bytes]]:
