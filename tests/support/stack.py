@@ -207,7 +207,7 @@ class EdgeProcess:
         path = self.write_config()
         log = (self.workdir / "edge.log").open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge.agent", "--config", str(path)],
+            [sys.executable, "-m", "edge", "--config", str(path)],
             cwd=self.workdir,
             env=_env(),
             stdout=log,
