@@ -23,13 +23,14 @@ from central.commands import CommandService
 from central.config import CentralConfig
 from central.dashboard import routes as dashboard_routes
 from central.dashboard.security import install_security_headers
-from central.ingest.service import IngestService, run_supervised
+from central.ingest.service import IngestService
 from central.services import Services
 from central.store import migrate
 from central.store.db import Database
 from varta import __version__
 from varta.mqtt import MqttClient
 from varta.signing import load_or_create_signing_key
+from varta.supervise import supervise
 
 log = structlog.get_logger(__name__)
 
@@ -56,8 +57,8 @@ def create_app(config: CentralConfig, *, start_background: bool = True) -> FastA
             services.commands = CommandService(mqtt, key, config.commands, instance_id=config.instance_id)
             tasks = [
                 asyncio.create_task(mqtt.run(), name="mqtt"),
-                asyncio.create_task(run_supervised("ingest", ingest.run), name="ingest"),
-                asyncio.create_task(run_supervised("maintenance", ingest.run_maintenance), name="maintenance"),
+                asyncio.create_task(supervise("ingest", ingest.run), name="ingest"),
+                asyncio.create_task(supervise("maintenance", ingest.run_maintenance), name="maintenance"),
             ]
         log.info("central.started", version=__version__, database=services.db.dialect, background=start_background)
         try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import platform
 import secrets
 import signal
@@ -48,13 +47,12 @@ from varta.contract import (
 )
 from varta.logs import setup_logging
 from varta.mqtt import MqttClient, Will
+from varta.supervise import supervise
 
 log = structlog.get_logger(__name__)
 
 PRUNE_INTERVAL_S: Final = 60.0
 SHUTDOWN_DRAIN_S: Final = 2.0
-RESTART_MIN_S: Final = 1.0
-RESTART_MAX_S: Final = 30.0
 
 
 class EdgeAgent:
@@ -208,7 +206,7 @@ class EdgeAgent:
             }
             if self.simulator is not None:
                 loops["simulator"] = self.simulator.run
-            tasks = [asyncio.create_task(self._supervise(n, f, stop), name=f"edge-{n}") for n, f in loops.items()]
+            tasks = [asyncio.create_task(supervise(n, f, stop), name=f"edge-{n}") for n, f in loops.items()]
             self._ready.set()
             log.info("agent.started", loops=sorted(loops))
             try:
@@ -285,26 +283,6 @@ class EdgeAgent:
         while True:
             await asyncio.sleep(PRUNE_INTERVAL_S)
             await self.outbox.prune()
-
-    async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
-        """Run *loop*, restarting it with back-off when it fails or returns, until *stop* is set."""
-        delay = RESTART_MIN_S
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                await loop()
-                if stop.is_set():
-                    return
-                log.warning("agent.loop_exited", loop=name)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("agent.loop_crashed", loop=name, restart_in_s=delay)
-            if time.monotonic() - started > RESTART_MAX_S:
-                delay = RESTART_MIN_S  # it ran fine for a while: start the back-off afresh
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, RESTART_MAX_S)
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         """Stop producers, give the publisher a moment to drain, publish ``offline``/``shutdown``, disconnect."""

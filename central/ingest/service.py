@@ -9,7 +9,6 @@ keeps the batch unacknowledged and retries it with back-off — nothing is lost 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -387,7 +386,7 @@ class IngestService:
         latest: dict[str, Health] = {}
         rows: list[tuple[Any, ...]] = []
         as_db_time = self._db_time
-        received = {id(fresh[0].received_at): as_db_time(fresh[0].received_at)} if fresh else {}
+        received = {t: as_db_time(t) for t in {item.received_at for item in fresh}}  # one per batch
         for item in fresh:
             m = item.message
             if not isinstance(m, Health):
@@ -398,7 +397,7 @@ class IngestService:
                     m.boot_id,
                     m.seq,
                     as_db_time(m.ts),
-                    received.get(id(item.received_at)) or as_db_time(item.received_at),
+                    received[item.received_at],
                     m.historical,
                     m.cpu_percent,
                     m.memory_percent,
@@ -772,19 +771,3 @@ def _is_newer(message: DeviceState, current: DeviceStateRecord) -> bool:
     if message.boot_id == current.boot_id:
         return message.seq > current.seq
     return message.ts >= current.ts
-
-
-async def run_supervised(name: str, factory: Callable[[], Any]) -> None:
-    """Run ``await factory()`` forever, restarting it with back-off if it fails (it never should)."""
-    delay = 1.0
-    while True:
-        try:
-            await factory()
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("task.crashed", task=name, restart_in_s=delay)
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)

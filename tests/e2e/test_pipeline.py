@@ -181,21 +181,19 @@ def test_sigkill_edge_while_emitting_loses_nothing_accepted_and_central_drops_re
             wait_until(lambda: api.get("/api/v1/nodes/node-a").json()["boot_id"] != first_boot, 20, 0.1, "second boot")
             wait_until(lambda: not edge.pending_rows(), 30, 0.2, "outbox drained")
             time.sleep(1.0)
-            ticks = [e for e in sim_ticks(node_events(api, "node-a"))]
+            ticks = sim_ticks(node_events(api, "node-a"))
             gaps = api.get("/api/v1/nodes/node-a/gaps").json()
             stats = api.get("/api/v1/system/ingest").json()
         finally:
             edge.stop()
-    first_boot_indexes = [e["data"]["sim_index"] for e in ticks if e["data"]["sim_index"] >= 0][: len(ticks)]
     print(f"{len(pending_ticks)} pending at kill, {len(already_there)} already at central; stats {stats}")
     # Nothing accepted into the outbox was lost: every pending event reached central, once.
     received = [e["data"]["sim_index"] for e in ticks]
     for p in pending_ticks:
         assert received.count(p["data"]["sim_index"]) == 1
-    assert sorted(received) == received == list(range(len(received)))  # first boot: 0..n-1, no holes, no repeats
+    assert received and received == list(range(len(received)))  # first boot: 0..n-1, no holes, no repeats
     assert [g for g in gaps if g["boot_id"] == first_boot] == []
     assert stats["duplicates"] - duplicates_before >= len(already_there)
-    assert first_boot_indexes
 
 
 def test_power_cut_marks_node_offline_from_last_will_within_30s(
