@@ -12,8 +12,10 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from central.api import audit as audit_api
+from central.api import cameras as cameras_api
 from central.api import commands as commands_api
 from central.api import fleet as fleet_api
+from central.api import live as live_api
 from central.api import session as session_api
 from central.api import stream as stream_api
 from central.api import system as system_api
@@ -21,6 +23,7 @@ from central.api import tokens as tokens_api
 from central.api import users as users_api
 from central.commands import CommandService
 from central.config import CentralConfig
+from central.dashboard import camera_pages
 from central.dashboard import routes as dashboard_routes
 from central.dashboard.security import install_security_headers
 from central.ingest.service import IngestService
@@ -45,20 +48,30 @@ def create_app(config: CentralConfig, *, start_background: bool = True) -> FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate.upgrade, config.database_url)
         tasks: list[asyncio.Task[None]] = []
-        mqtt: MqttClient | None = None
+        clients: list[MqttClient] = []
         if start_background:
             key = await asyncio.to_thread(load_or_create_signing_key, config.commands.signing_key_file)
-            mqtt = MqttClient(config.mqtt, client_id=f"varta-central-{config.instance_id}")
+            # Two connections: ingest (a persistent session, the protocol that receives fastest) and commands (MQTT 5
+            # where possible, for message expiry and the broker's reason codes), so neither waits for the other.
+            ingest_settings = config.mqtt.model_copy(update={"protocol": config.ingest.mqtt_protocol})
+            mqtt = MqttClient(ingest_settings, client_id=f"varta-central-{config.instance_id}")
+            command_mqtt = MqttClient(
+                config.mqtt, client_id=f"varta-central-{config.instance_id}-cmd", clean_start=True
+            )
+            clients.extend((mqtt, command_mqtt))
             ingest = IngestService(
                 mqtt, services.db, services.bus, config.ingest, offline_after_s=config.offline_after_s
             )
             ingest.subscribe()
             services.ingest = ingest
-            services.commands = CommandService(mqtt, key, config.commands, instance_id=config.instance_id)
+            services.commands = CommandService(command_mqtt, key, config.commands, instance_id=config.instance_id)
+            services.commands.subscribe_results()
             tasks = [
-                asyncio.create_task(mqtt.run(), name="mqtt"),
+                asyncio.create_task(mqtt.run(), name="mqtt-ingest"),
+                asyncio.create_task(command_mqtt.run(), name="mqtt-commands"),
                 asyncio.create_task(supervise("ingest", ingest.run), name="ingest"),
                 asyncio.create_task(supervise("maintenance", ingest.run_maintenance), name="maintenance"),
+                asyncio.create_task(supervise("command-results", services.commands.run_results), name="results"),
             ]
         log.info("central.started", version=__version__, database=services.db.dialect, background=start_background)
         try:
@@ -69,8 +82,8 @@ def create_app(config: CentralConfig, *, start_background: bool = True) -> FastA
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            if mqtt is not None:
-                await mqtt.stop()
+            for client in clients:
+                await client.stop()
             await services.db.dispose()
             log.info("central.stopped")
 
@@ -90,10 +103,13 @@ def create_app(config: CentralConfig, *, start_background: bool = True) -> FastA
         session_api.router,
         fleet_api.router,
         commands_api.router,
+        cameras_api.router,
+        live_api.router,
         stream_api.router,
         users_api.router,
         tokens_api.router,
         audit_api.router,
+        camera_pages.router,
         dashboard_routes.router,
     ):
         app.include_router(router)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
+from varta.contract import IceServer
 from varta.mqtt import MqttSettings
 from varta.settings import ConfigError, YamlEnvSettings, load_settings
 
@@ -42,9 +43,17 @@ class IngestSettings(BaseModel):
     use_shared_subscription: bool = Field(
         default=False,
         description=(
-            "split health/event/result messages between central instances ($share, MQTT 5 only). Off by default:"
+            "split health/event/result messages between central instances ($share). Off by default:"
             " Mosquitto 2.0 does not restore shared subscriptions after a broker restart, so messages published"
             " before the instances re-subscribe are dropped; a plain persistent subscription keeps them"
+        ),
+    )
+    mqtt_protocol: Literal["3.1.1", "5"] = Field(
+        default="3.1.1",
+        description=(
+            "protocol of the ingest connection. 3.1.1 is received about twice as fast (no MQTT 5 properties to"
+            " parse per message) and central needs nothing of MQTT 5 there; commands use a connection of their own"
+            " with `mqtt.protocol` (MQTT 5 where the broker speaks it: message expiry, reason codes)"
         ),
     )
     batch_max: int = Field(default=2000, ge=1, le=50_000)
@@ -70,6 +79,27 @@ class CommandSettings(BaseModel):
     default_ttl_s: int = Field(default=60, ge=1, le=86_400)
 
 
+class LiveSettings(BaseModel):
+    """Live view (WebRTC/WHEP): ICE servers for browsers and nodes, and how long a viewer waits for a node."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ice_servers: list[IceServer] = Field(
+        default_factory=list,
+        max_length=8,
+        description=(
+            "STUN/TURN servers handed to browsers and nodes alike. None by default: on an isolated LAN an"
+            " unreachable STUN server would delay every view by seconds"
+        ),
+    )
+    start_timeout_s: float = Field(
+        default=12.0, gt=0, le=60, description="how long a WHEP request waits for the node's answer (504 after)"
+    )
+    max_sessions_per_user: int = Field(
+        default=12, ge=1, le=100, description="open live views one user may hold (a wall of 9 plus spares)"
+    )
+
+
 class CentralMqttSettings(MqttSettings):
     """Central's broker connection: a long session, so the broker keeps queuing while central restarts."""
 
@@ -89,6 +119,7 @@ class CentralConfig(YamlEnvSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     commands: CommandSettings = Field(default_factory=CommandSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
     offline_after_s: float = Field(
         default=30.0,
         gt=0,
@@ -112,5 +143,6 @@ __all__ = [
     "ConfigError",
     "HttpSettings",
     "IngestSettings",
+    "LiveSettings",
     "load_central_config",
 ]

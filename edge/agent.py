@@ -22,24 +22,32 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
+from nacl.public import PrivateKey
 
 import varta
-from edge.commands import CommandProcessor, CommandRegistry, ReplayGuard, register_builtin_commands
+from edge.commands import CommandFailed, CommandProcessor, CommandRegistry, ReplayGuard, register_builtin_commands
 from edge.config import ConfigError, EdgeConfig, load_edge_config
+from edge.devices import Attrs
 from edge.health import HealthSampler
 from edge.outbox import MessageClass, Outbox, OutboxPublisher
-from edge.simulator import Attrs, Simulator
+from edge.simulator import Simulator
+from varta.aio import wait_for
 from varta.contract import (
+    RETAINED_CHANNELS,
     Availability,
     Birth,
     Channel,
+    Command,
+    CommandType,
     DeviceKind,
     DeviceState,
     DeviceStatus,
+    Envelope,
     Event,
+    LiveError,
     Severity,
     encode,
     topic,
@@ -47,9 +55,16 @@ from varta.contract import (
 )
 from varta.logs import setup_logging
 from varta.mqtt import MqttClient, Will
+from varta.sealing import load_or_create_box_key, public_key_text
 from varta.supervise import supervise
 
+if TYPE_CHECKING:
+    from edge.cameras.manager import CameraManager
+
 log = structlog.get_logger(__name__)
+
+#: Channels whose messages are telemetry (dropped first when the outbox is full); everything else is an event.
+TELEMETRY_CHANNELS: Final = frozenset({Channel.HEALTH, Channel.SNAPSHOT})
 
 PRUNE_INTERVAL_S: Final = 60.0
 SHUTDOWN_DRAIN_S: Final = 2.0
@@ -68,13 +83,21 @@ class EdgeAgent:
         """Command handlers; integrations add theirs with ``agent.registry.register(name, handler)``."""
         self.capabilities: list[str] = []
         """Announced in the birth message; integrations append theirs before :meth:`run`."""
+        self.box_key: PrivateKey | None = None
+        """The node's private X25519 key for sealed secrets (loaded or created by :meth:`run`)."""
         self.health = HealthSampler(data_dir=config.outbox.path.parent, sysfs_root=sysfs_root)
         self.client = MqttClient(
             config.mqtt,
             client_id=f"varta-edge-{config.node_id}",
             will=Will(self._topic(Channel.STATUS), self._availability("offline", "last_will"), retain=True),
         )
-        self.simulator = Simulator(config.simulator, self) if config.simulator.enabled else None
+        self.simulator = (
+            Simulator(config.simulator, self, publish=self.publish_message) if config.simulator.enabled else None
+        )
+        self.cameras: CameraManager | None = None
+        """The ONVIF camera manager (when ``cameras.enabled``)."""
+        if config.cameras.enabled:
+            self.cameras = _camera_manager_class()(self, config.cameras)
         self._outbox: Outbox | None = None
         self.publisher: OutboxPublisher | None = None
         self.commands: CommandProcessor | None = None
@@ -87,6 +110,8 @@ class EdgeAgent:
             publish_health=self.publish_health,
             outbox_stats=lambda: self.outbox.stats().as_dict(),
         )
+        if self.simulator is not None and self.cameras is None:
+            self.registry.register(CommandType.CAMERA_LIVE_START.value, _simulated_live)
 
     # ---------------------------------------------------------------------------------------------- public API
 
@@ -99,7 +124,7 @@ class EdgeAgent:
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until the outbox is open and the loops are started (messages can be emitted)."""
-        await asyncio.wait_for(self._ready.wait(), timeout)
+        await wait_for(self._ready.wait(), timeout)
 
     def info(self) -> dict[str, Any]:
         """Who this node is (the ``ping`` command's answer)."""
@@ -162,6 +187,43 @@ class EdgeAgent:
         )
         return await self.outbox.put(self._topic(Channel.STATE, device_id), state, cls=MessageClass.EVENT, retain=True)
 
+    def envelope(self) -> dict[str, Any]:
+        """The envelope fields of a new message from this node (``seq`` is assigned by the outbox)."""
+        return {"node_id": self.node_id, "boot_id": self.boot_id, "seq": 0, "ts": utcnow()}
+
+    async def publish_message(
+        self, channel: Channel, message: Envelope, *, device: str | None = None, cls: MessageClass | None = None
+    ) -> int:
+        """Store any contract message for *channel* (``device`` for device channels) in the outbox; returns its seq.
+
+        Retained on the channels the contract retains; telemetry class for health and snapshots unless *cls* says.
+        """
+        if cls is None:
+            cls = MessageClass.TELEMETRY if channel in TELEMETRY_CHANNELS else MessageClass.EVENT
+        return await self.outbox.put(
+            self._topic(channel, device), message, cls=cls, retain=channel in RETAINED_CHANNELS
+        )
+
+    async def clear_retained(self, channel: Channel, device: str, *, drain_s: float = 2.0) -> bool:
+        """Remove the retained message of a device channel (a forgotten device); False when not connected.
+
+        Waits up to *drain_s* for the outbox to empty first, so an older retained row cannot land after the clear.
+        """
+        if not self.client.connected.is_set():
+            return False
+        await self.outbox.wait_empty(drain_s)
+        try:
+            await self.client.publish(self._topic(channel, device), b"", qos=1, retain=True)
+        except Exception as exc:  # not connected any more, refused: the caller reports it
+            log.warning("agent.clear_retained_failed", channel=channel.value, device_id=device, error=str(exc)[:200])
+            return False
+        return True
+
+    @property
+    def data_dir(self) -> Path:
+        """The node's data folder (the outbox's folder: also ``box.key`` and the camera store)."""
+        return self.config.outbox.path.parent
+
     async def publish_health(self) -> int:
         """Take a health sample now and store it (telemetry); returns its seq."""
         outbox = self.outbox
@@ -177,6 +239,8 @@ class EdgeAgent:
         log.info("agent.starting", node_id=self.node_id, site=self.site, boot_id=self.boot_id)
         outbox = await Outbox.open(cfg.outbox)
         self._outbox = outbox
+        # The node's X25519 key: central seals camera passwords to its public half (announced in the birth).
+        self.box_key = await asyncio.to_thread(load_or_create_box_key, self.data_dir / "box.key")
         tasks: list[asyncio.Task[None]] = []
         try:
             replay = ReplayGuard(outbox)
@@ -206,6 +270,8 @@ class EdgeAgent:
             }
             if self.simulator is not None:
                 loops["simulator"] = self.simulator.run
+            if self.cameras is not None:
+                loops["cameras"] = self.cameras.run
             tasks = [asyncio.create_task(supervise(n, f, stop), name=f"edge-{n}") for n, f in loops.items()]
             self._ready.set()
             log.info("agent.started", loops=sorted(loops))
@@ -268,6 +334,7 @@ class EdgeAgent:
             platform=platform.platform()[:200],
             capabilities=sorted({*self.registry.names(), *self.capabilities})[:64],
             health_interval_s=self.config.health.interval_s,
+            box_public_key=public_key_text(self.box_key) if self.box_key is not None else None,
         )
         await self.outbox.put(self._topic(Channel.BIRTH), birth, cls=MessageClass.EVENT, retain=True)
 
@@ -287,7 +354,7 @@ class EdgeAgent:
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         """Stop producers, give the publisher a moment to drain, publish ``offline``/``shutdown``, disconnect."""
         by_name = {t.get_name(): t for t in tasks}
-        for name in ("edge-simulator", "edge-health", "edge-commands", "edge-maintenance"):
+        for name in ("edge-simulator", "edge-cameras", "edge-health", "edge-commands", "edge-maintenance"):
             task = by_name.get(name)
             if task is not None:
                 task.cancel()
@@ -300,6 +367,17 @@ class EdgeAgent:
             publisher.cancel()
             await asyncio.gather(publisher, return_exceptions=True)
         await self.client.stop(final=(self._topic(Channel.STATUS), self._availability("offline", "shutdown"), True))
+
+
+def _camera_manager_class() -> type[CameraManager]:
+    """The camera manager, imported only on nodes that manage cameras (OpenCV, ONVIF); ConfigError if missing."""
+    try:
+        from edge.cameras.manager import CameraManager
+    except ImportError as exc:
+        raise ConfigError(
+            f"cameras.enabled needs the 'cameras' extra: pip install 'varta[cameras]' (missing module {exc.name!r})"
+        ) from None
+    return CameraManager
 
 
 async def run_agent(config: EdgeConfig, *, stop: asyncio.Event | None = None) -> None:
@@ -320,6 +398,13 @@ async def _main_async(config: EdgeConfig) -> None:
             loop.remove_signal_handler(sig)
 
 
+async def _simulated_live(command: Command) -> dict[str, Any]:
+    """Simulated cameras have no video: say so instead of 'unknown command'."""
+    raise CommandFailed(
+        "this is a simulated camera: it has pictures but no video to stream", reason=LiveError.LIVE_DISABLED.value
+    )
+
+
 def main(config_path: Path | None) -> int:
     """Entry point of ``varta edge``: load the config, run until SIGTERM/SIGINT; returns the exit code."""
     try:
@@ -328,6 +413,12 @@ def main(config_path: Path | None) -> int:
         print(f"varta edge: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log_level, config.log_format)
+    if config.cameras.enabled:
+        try:
+            _camera_manager_class()
+        except ConfigError as exc:
+            print(f"varta edge: {exc}", file=sys.stderr)
+            return 2
     try:
         asyncio.run(_main_async(config))
     except Exception:

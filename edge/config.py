@@ -14,6 +14,7 @@ from nacl.signing import VerifyKey
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from edge.cameras.config import CameraSettings
 from varta.contract import MAX_PAYLOAD_BYTES, Identifier
 from varta.mqtt import MqttSettings
 from varta.settings import ConfigError, YamlEnvSettings, load_settings
@@ -121,6 +122,10 @@ class SimulatorSettings(BaseModel):
         default=120.0, ge=0, description="mean seconds between device outages / recoveries; 0 disables them"
     )
     outage_s: float = Field(default=20.0, gt=0, description="mean length of a simulated device outage")
+    snapshot_interval_s: float = Field(
+        default=60.0, ge=0, le=86_400, description="seconds between simulated camera thumbnails; 0 = none"
+    )
+    discovered: int = Field(default=2, ge=0, le=16, description="unadopted cameras a simulated probe 'finds'")
 
 
 class EdgeConfig(YamlEnvSettings):
@@ -136,6 +141,7 @@ class EdgeConfig(YamlEnvSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     commands: CommandSettings = Field(default_factory=CommandSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    cameras: CameraSettings = Field(default_factory=CameraSettings)
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: Literal["console", "json"] = "console"
 
@@ -154,6 +160,7 @@ def load_edge_config(path: Path | None = None, **overrides: Any) -> EdgeConfig:
 
 
 __all__ = [
+    "CameraSettings",
     "CommandSettings",
     "ConfigError",
     "EdgeConfig",

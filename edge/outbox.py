@@ -32,7 +32,8 @@ import orjson
 import structlog
 
 from edge.config import OutboxSettings
-from varta.contract import MAX_PAYLOAD_BYTES, Envelope, encode
+from varta.aio import wait_for
+from varta.contract import MAX_PAYLOAD_BYTES, Envelope, encode, max_payload_bytes, parse_topic
 from varta.mqtt import MqttClient, NotConnected, PublishRejected
 
 log = structlog.get_logger(__name__)
@@ -234,8 +235,9 @@ class Outbox:
             raise OutboxError("the outbox is closed")
         seq = self._next_seq
         payload = encode(message.model_copy(update={"seq": seq}))
-        if len(payload) > MAX_PAYLOAD_BYTES:
-            raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        limit = _payload_limit(topic)
+        if len(payload) > limit:
+            raise ValueError(f"payload of {len(payload)} bytes exceeds {limit}")
         self._next_seq = seq + 1  # consumed from here on, even if the commit fails: never reused
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         size = len(payload) + len(topic.encode())
@@ -576,7 +578,7 @@ class OutboxPublisher:
             while not self._is_ready():
                 self._ready.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._ready.wait(), 1.0)
+                    await wait_for(self._ready.wait(), 1.0)
             epoch = self._epoch
             pending = self.outbox.stats().pending
             if pending:
@@ -697,3 +699,9 @@ class OutboxPublisher:
                 await deleter
         if acked or rejected:
             await asyncio.shield(self.outbox.delete(acked, rejected=rejected))
+
+
+def _payload_limit(topic: str) -> int:
+    """Snapshots may be larger than other payloads (see ``varta.contract.max_payload_bytes``)."""
+    parts = parse_topic(topic)
+    return max_payload_bytes(parts.channel) if parts is not None else MAX_PAYLOAD_BYTES

@@ -16,6 +16,7 @@ from varta.asyncapi import (
     CHANNEL_DOCS,
     DEFAULT_OUTPUT,
     EXAMPLE_SIGNING_KEY,
+    build_document,
     example_topic,
     main,
     render,
@@ -191,3 +192,21 @@ def test_example_command_is_signed_with_the_documented_key() -> None:
     command = Command.model_validate(example)
     assert verify_command(command, [EXAMPLE_SIGNING_KEY.verify_key])
     assert "public key" in DOC["components"]["messages"]["Command"]["description"]
+
+
+def test_every_command_has_its_params_documented() -> None:
+    from varta.contract import COMMAND_PARAMS, CommandType
+
+    assert set(COMMAND_PARAMS) == set(CommandType)  # a new command must say what it takes
+    doc = build_document()
+    commands = doc["components"]["messages"]["Command"]["x-commands"]
+    assert commands["camera.live.start"] == {
+        "params": {"$ref": "#/components/schemas/LiveStartParams"},
+        "result": {"$ref": "#/components/schemas/LiveStartResult"},
+    }
+    assert commands["ping"] == {"params": None}
+    for entry in commands.values():
+        if entry["params"] is not None:
+            assert entry["params"]["$ref"].split("/")[-1] in doc["components"]["schemas"]
+    events = doc["components"]["messages"]["Event"]["x-event-data"]
+    assert events == {"camera.live.ended": {"$ref": "#/components/schemas/LiveEnded"}}

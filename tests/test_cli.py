@@ -416,7 +416,9 @@ def _leaf_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
     """Dotted keys of every setting of *model*, nested models included (``mqtt.tls.ca_file``)."""
     keys: set[str] = set()
     for name, info in model.model_fields.items():
-        nested = [a for a in (info.annotation, *typing.get_args(info.annotation)) if _is_model(a)]
+        # A list of models (``live.ice_servers``) is one setting; a model or an optional model is a section.
+        collection = typing.get_origin(info.annotation) in (list, tuple, set, dict)
+        nested = [] if collection else [a for a in (info.annotation, *typing.get_args(info.annotation)) if _is_model(a)]
         keys |= _leaf_keys(nested[0], f"{prefix}{name}.") if nested else {f"{prefix}{name}"}
     return keys
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from varta.asyncapi import example_message
 from varta.contract import (
     CHANNEL_MODELS,
+    DEVICE_CHANNELS,
     MAX_PAYLOAD_BYTES,
     RETAINED_CHANNELS,
     Channel,
@@ -33,7 +34,7 @@ SITE, NODE, DEVICE = "kyiv-podil", "node-7", "cam_2"
 
 
 def _topic_for(channel: Channel, node: str = NODE, device: str = DEVICE) -> str:
-    return topic(SITE, node, channel, device if channel is Channel.STATE else None)
+    return topic(SITE, node, channel, device if channel in DEVICE_CHANNELS else None)
 
 
 def _payload(channel: Channel, **changes: Any) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def _reason(topic_name: str, payload: bytes, **kwargs: Any) -> RejectReason:
 @pytest.mark.parametrize("channel", list(Channel))
 def test_topic_parses_back_into_its_parts(channel: Channel) -> None:
     name = _topic_for(channel)
-    device = DEVICE if channel is Channel.STATE else None
+    device = DEVICE if channel in DEVICE_CHANNELS else None
     assert parse_topic(name) == TopicParts(site=SITE, node=NODE, channel=channel, device=device)
     assert name.startswith(f"varta/v1/{SITE}/{NODE}/")
 
@@ -111,7 +112,7 @@ def test_parse_topic_refuses_anything_else(name: str) -> None:
 
 
 def test_retained_channels_are_the_state_like_ones() -> None:
-    assert {Channel.STATUS, Channel.BIRTH, Channel.STATE} == RETAINED_CHANNELS
+    assert {Channel.STATUS, Channel.BIRTH, Channel.STATE, Channel.INFO} == RETAINED_CHANNELS
 
 
 # ---------------------------------------------------------------------------------------------------- decoding

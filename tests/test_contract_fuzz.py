@@ -16,6 +16,7 @@ import varta.contract as contract
 from varta.asyncapi import example_message
 from varta.contract import (
     CHANNEL_MODELS,
+    DEVICE_CHANNELS,
     SCHEMA_VERSION,
     Channel,
     ContractError,
@@ -39,7 +40,7 @@ json_values = st.recursive(
 
 
 def _topic(channel: Channel) -> str:
-    return topic(SITE, NODE, channel, DEVICE if channel is Channel.STATE else None)
+    return topic(SITE, NODE, channel, DEVICE if channel in DEVICE_CHANNELS else None)
 
 
 def _valid(channel: Channel) -> dict[str, Any]:

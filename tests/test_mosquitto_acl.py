@@ -16,7 +16,7 @@ import pytest
 from tests.support.broker import Broker
 from tests.support.mqtt_client import ConnectFailed, MqttTestClient, connack_reason, vanish
 from varta.asyncapi import example_message
-from varta.contract import Availability, Channel, decode_for_topic, encode, topic
+from varta.contract import DEVICE_CHANNELS, Availability, Channel, decode_for_topic, encode, topic
 from varta.mqtt import MqttSettings, PublishRejected, Will
 
 ACL_FILE = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "acl.conf"
@@ -27,7 +27,7 @@ PROTOCOLS = ["5", "3.1.1"]
 
 
 def node_topic(node: str, channel: Channel) -> str:
-    return topic(SITE, node, channel, "cam-1" if channel is Channel.STATE else None)
+    return topic(SITE, node, channel, "cam-1" if channel in DEVICE_CHANNELS else None)
 
 
 def node_message(node: str, channel: Channel) -> bytes:

@@ -19,7 +19,7 @@ from tests.support.mqtt_client import ConnectFailed, MqttTestClient, connack_rea
 from tests.support.pki import TestCA
 from tests.support.ports import free_port, wait_for_port
 from varta.asyncapi import example_message
-from varta.contract import Channel, decode_for_topic, encode, topic
+from varta.contract import DEVICE_CHANNELS, Channel, decode_for_topic, encode, topic
 from varta.mqtt import MqttSettings, PublishRejected, TlsSettings
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto"
@@ -99,7 +99,7 @@ def tls_settings(broker: Broker, tls: TlsSettings, **kw: object) -> MqttSettings
 
 
 def node_topic(node: str, channel: Channel) -> str:
-    return topic(SITE, node, channel, "cam-1" if channel is Channel.STATE else None)
+    return topic(SITE, node, channel, "cam-1" if channel in DEVICE_CHANNELS else None)
 
 
 def node_message(node: str, channel: Channel) -> bytes:

@@ -23,11 +23,16 @@ from typing import Any, Final, Literal
 
 import yaml
 from nacl.signing import SigningKey
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from varta import __version__
 from varta.contract import (
     CHANNEL_MODELS,
+    COMMAND_PARAMS,
+    COMMAND_RESULTS,
+    DEVICE_CHANNELS,
+    EVENT_DATA,
     ID_PATTERN,
     MAX_PAYLOAD_BYTES,
     RETAINED_CHANNELS,
@@ -36,6 +41,8 @@ from varta.contract import (
     TOPIC_VERSION,
     Availability,
     Birth,
+    CameraInfo,
+    CameraProfile,
     Channel,
     Command,
     CommandResult,
@@ -43,11 +50,15 @@ from varta.contract import (
     DeviceKind,
     DeviceState,
     DeviceStatus,
+    DiscoveredDevice,
+    DiscoveryReport,
     Envelope,
     Event,
     Health,
+    PtzPreset,
     RejectReason,
     Severity,
+    Snapshot,
     topic,
 )
 from varta.mqtt import MqttSettings
@@ -158,12 +169,70 @@ def example_message(
                 status=CommandStatus.OK,
                 result={"pong": True},
             )
+        case Channel.INFO:
+            return CameraInfo(
+                **common,
+                device_id=device_id,
+                name="Entrance camera",
+                onvif_address="http://192.168.10.21/onvif/device_service",
+                manufacturer="Hikvision",
+                model="DS-2DE2A404IW-DE3",
+                firmware="V5.7.3",
+                serial="DS-2DE2A404IW20250101AAWRJ12345678",
+                profiles=[
+                    CameraProfile(
+                        token="Profile_1", name="main", encoding="H264", width=2560, height=1440, fps=25, role="main"
+                    ),
+                    CameraProfile(
+                        token="Profile_2", name="sub", encoding="H264", width=640, height=360, fps=15, role="sub"
+                    ),
+                ],
+                main_profile="Profile_1",
+                sub_profile="Profile_2",
+                stream_uri="rtsp://192.168.10.21:554/Streaming/Channels/101",
+                snapshot_uri="http://192.168.10.21/onvif/snapshot/101",
+                ptz=True,
+                presets=[PtzPreset(token="1", name="Gate"), PtzPreset(token="2", name="Playground")],
+                events=True,
+                clock_skew_s=-1.8,
+            )
+        case Channel.SNAPSHOT:
+            return Snapshot(
+                **common,
+                device_id=device_id,
+                taken_at=EXAMPLE_TS,
+                source="onvif",
+                purpose="periodic",
+                width=640,
+                height=360,
+                data="/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHRofHh0aHBwgJC4n",
+            )
+        case Channel.DISCOVERY:
+            return DiscoveryReport(
+                **common,
+                trigger="periodic",
+                devices=[
+                    DiscoveredDevice(
+                        endpoint="urn:uuid:4d8a1c52-7e1f-4b9e-9a61-3c2f0e5b8d17",
+                        address="192.168.10.37",
+                        xaddrs=["http://192.168.10.37/onvif/device_service"],
+                        scopes=[
+                            "onvif://www.onvif.org/Profile/Streaming",
+                            "onvif://www.onvif.org/name/IPC-B140",
+                            "onvif://www.onvif.org/hardware/IPC-B140",
+                        ],
+                        types=["dn:NetworkVideoTransmitter"],
+                        name="IPC-B140",
+                        hardware="IPC-B140",
+                    )
+                ],
+            )
     raise ValueError(f"no example for channel {channel!r}")  # pragma: no cover - every channel is matched
 
 
 def example_topic(channel: Channel) -> str:
     """The topic :func:`example_message` belongs on."""
-    return topic(EXAMPLE_SITE, EXAMPLE_NODE, channel, EXAMPLE_DEVICE if channel is Channel.STATE else None)
+    return topic(EXAMPLE_SITE, EXAMPLE_NODE, channel, EXAMPLE_DEVICE if channel in DEVICE_CHANNELS else None)
 
 
 # ------------------------------------------------------------------------------------------------ channels
@@ -249,6 +318,36 @@ CHANNEL_DOCS: Final[tuple[ChannelDoc, ...]] = (
         "Published through the outbox (event class). `status` is `ok`, `error` or `rejected`; for a rejected "
         "command `reason` says why (e.g. `bad_signature`, `expired`, `replayed`).",
     ),
+    ChannelDoc(
+        Channel.INFO,
+        "deviceInfo",
+        "sendDeviceInfo",
+        "send",
+        "What the node learnt about an adopted camera (retained)",
+        "Published through the outbox (event class) after adoption and whenever the camera's ONVIF description "
+        "changes: model, firmware, media profiles and the chosen main/sub profile, stream and snapshot URIs "
+        "(never with credentials), PTZ presets, event support, clock skew and the monitoring thresholds.",
+    ),
+    ChannelDoc(
+        Channel.SNAPSHOT,
+        "snapshot",
+        "sendSnapshot",
+        "send",
+        "A camera's latest picture",
+        "A JPEG thumbnail (base64) taken periodically (default every 5 min) or on a `camera.snapshot` command, "
+        "from the ONVIF snapshot URI or, failing that, a frame of the RTSP stream. Telemetry class (dropped "
+        "first when the outbox is full). The one channel whose payload may exceed 64 KiB (up to 768 KiB).",
+    ),
+    ChannelDoc(
+        Channel.DISCOVERY,
+        "discovery",
+        "sendDiscovery",
+        "send",
+        "ONVIF devices found on the node's LAN",
+        "The result of one WS-Discovery probe (periodic, at start-up or on a `camera.discover` command): every "
+        "device that answered, with its endpoint reference, service addresses and scopes. Central keeps the "
+        "unadopted ones in its discovery inbox.",
+    ),
 )
 
 _PARAMETERS: Final[dict[str, str]] = {
@@ -260,7 +359,7 @@ _PARAMETERS: Final[dict[str, str]] = {
 
 def _address(channel: Channel) -> str:
     base = f"{TOPIC_ROOT}/{TOPIC_VERSION}/{{site}}/{{node}}/{channel.value}"
-    return f"{base}/{{device}}" if channel is Channel.STATE else base
+    return f"{base}/{{device}}" if channel in DEVICE_CHANNELS else base
 
 
 def _message_key(model: type[Envelope]) -> str:
@@ -297,7 +396,10 @@ def _info_description() -> str:
 
 def build_document() -> dict[str, Any]:
     """The AsyncAPI document as plain data."""
-    models = [CHANNEL_MODELS[doc.channel] for doc in CHANNEL_DOCS]
+    models: list[type[BaseModel]] = [CHANNEL_MODELS[doc.channel] for doc in CHANNEL_DOCS]
+    extra = [m for m in COMMAND_PARAMS.values() if m is not None]
+    extra += [*COMMAND_RESULTS.values(), *EVENT_DATA.values()]
+    models += [m for m in dict.fromkeys(extra) if m not in models]
     _, schema_defs = models_json_schema(
         [(model, "validation") for model in models], ref_template="#/components/schemas/{model}"
     )
@@ -316,9 +418,26 @@ def build_document() -> dict[str, Any]:
         message: dict[str, Any] = {"name": key, "title": model.__name__, "summary": _summary(model)}
         if doc.channel is Channel.COMMAND:
             message["description"] = (
-                "The example is signed with the documentation key whose public key is "
-                f"`{public_key_text(EXAMPLE_SIGNING_KEY.verify_key)}`."
+                "`params` depends on `command`: `x-commands` names the schema of each command's `params` (and of"
+                " its result's `result` where that has a fixed shape). The example is signed with the"
+                f" documentation key whose public key is `{public_key_text(EXAMPLE_SIGNING_KEY.verify_key)}`."
             )
+            message["x-commands"] = {
+                command.value: {
+                    "params": _ref("components", "schemas", params.__name__) if params else None,
+                    **(
+                        {"result": _ref("components", "schemas", COMMAND_RESULTS[command].__name__)}
+                        if command in COMMAND_RESULTS
+                        else {}
+                    ),
+                }
+                for command, params in COMMAND_PARAMS.items()
+            }
+        if doc.channel is Channel.EVENT:
+            message["description"] = "`x-event-data` names the schema of `data` for event kinds with a fixed shape."
+            message["x-event-data"] = {
+                kind: _ref("components", "schemas", model.__name__) for kind, model in EVENT_DATA.items()
+            }
         message |= {
             "contentType": "application/json",
             "payload": _ref("components", "schemas", model.__name__),

@@ -6,6 +6,9 @@ This is the ONE module both sides import. Topics are per node::
     varta/v1/<site>/<node>/birth            retained birth message, once per boot
     varta/v1/<site>/<node>/health           periodic node health (telemetry)
     varta/v1/<site>/<node>/state/<device>   retained current state of one device (camera, kiosk, siren, …)
+    varta/v1/<site>/<node>/info/<device>    retained description of one device (camera model, profiles, PTZ, …)
+    varta/v1/<site>/<node>/snapshot/<device> latest picture of one camera (JPEG, base64)
+    varta/v1/<site>/<node>/discovery        devices a discovery probe found on the node's LAN
     varta/v1/<site>/<node>/event            events (append-only)
     varta/v1/<site>/<node>/cmd              signed commands, central → edge
     varta/v1/<site>/<node>/cmd/result       one result for every command received, edge → central
@@ -31,6 +34,8 @@ TOPIC_ROOT: Final = "varta"
 TOPIC_VERSION: Final = "v1"
 #: Largest payload either side accepts. Anything bigger is rejected before parsing.
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
+#: Snapshots carry a JPEG thumbnail and are the one exception to :data:`MAX_PAYLOAD_BYTES`.
+MAX_SNAPSHOT_BYTES: Final = 768 * 1024
 
 #: Site, node and device identifiers: lower-case, digits, '-' and '_' — safe as one MQTT topic level and in URLs.
 ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -59,6 +64,13 @@ class Channel(StrEnum):
     EVENT = "event"
     COMMAND = "cmd"
     COMMAND_RESULT = "cmd/result"
+    INFO = "info"
+    SNAPSHOT = "snapshot"
+    DISCOVERY = "discovery"
+
+
+#: Channels whose topic ends with a device id (``…/<channel>/<device>``).
+DEVICE_CHANNELS: Final = frozenset({Channel.STATE, Channel.INFO, Channel.SNAPSHOT})
 
 
 # --------------------------------------------------------------------------------------------------- topics
@@ -70,11 +82,11 @@ def node_prefix(site: str, node: str) -> str:
 
 
 def topic(site: str, node: str, channel: Channel, device: str | None = None) -> str:
-    """The topic of *channel* for one node (``device`` only for :attr:`Channel.STATE`)."""
+    """The topic of *channel* for one node (``device`` for the channels in :data:`DEVICE_CHANNELS`)."""
     base = f"{node_prefix(site, node)}/{channel.value}"
-    if channel is Channel.STATE:
+    if channel in DEVICE_CHANNELS:
         if device is None:
-            raise ValueError("state topics need a device id")
+            raise ValueError(f"{channel.value} topics need a device id")
         return f"{base}/{device}"
     return base
 
@@ -82,7 +94,10 @@ def topic(site: str, node: str, channel: Channel, device: str | None = None) -> 
 def subscription(channel: Channel, site: str = "+", node: str = "+") -> str:
     """A subscription filter for *channel* over all (or one) site/node."""
     base = f"{node_prefix(site, node)}/{channel.value}"
-    return f"{base}/+" if channel is Channel.STATE else base
+    return f"{base}/+" if channel in DEVICE_CHANNELS else base
+
+
+_DEVICE_CHANNEL_NAMES: Final = frozenset(c.value for c in DEVICE_CHANNELS)
 
 
 class TopicParts(NamedTuple):
@@ -106,9 +121,9 @@ def parse_topic(name: str) -> TopicParts | None:
     device: str | None = None
     if rest == ["cmd", "result"]:
         channel = Channel.COMMAND_RESULT
-    elif len(rest) == 2 and rest[0] == "state" and is_valid_id(rest[1]):
-        channel, device = Channel.STATE, rest[1]
-    elif len(rest) == 1 and rest[0] in {"status", "birth", "health", "event", "cmd"}:
+    elif len(rest) == 2 and rest[0] in _DEVICE_CHANNEL_NAMES and is_valid_id(rest[1]):
+        channel, device = Channel(rest[0]), rest[1]
+    elif len(rest) == 1 and rest[0] in {"status", "birth", "health", "event", "cmd", "discovery"}:
         channel = Channel(rest[0])
     else:
         return None
@@ -161,6 +176,12 @@ class Birth(Envelope):
     platform: str = Field(default="", max_length=200)
     capabilities: list[str] = Field(default_factory=list, max_length=64)
     health_interval_s: float = Field(gt=0, le=3600)
+    box_public_key: str | None = Field(
+        default=None,
+        min_length=44,
+        max_length=44,
+        description="the node's X25519 public key (base64): secrets for it (camera passwords) are sealed to it",
+    )
 
 
 class Health(Envelope):
@@ -241,6 +262,19 @@ class CommandType(StrEnum):
     PING = "ping"
     PUBLISH_HEALTH = "health.publish"
     OUTBOX_STATS = "outbox.stats"
+    CAMERA_DISCOVER = "camera.discover"
+    CAMERA_ADOPT = "camera.adopt"
+    CAMERA_FORGET = "camera.forget"
+    CAMERA_SET_CREDENTIALS = "camera.credentials.set"
+    CAMERA_SNAPSHOT = "camera.snapshot"
+    CAMERA_PTZ_MOVE = "camera.ptz.move"
+    CAMERA_PTZ_STOP = "camera.ptz.stop"
+    CAMERA_PTZ_GOTO_PRESET = "camera.ptz.preset.goto"
+    CAMERA_PTZ_SET_PRESET = "camera.ptz.preset.set"
+    CAMERA_REBOOT = "camera.reboot"
+    CAMERA_SYNC_TIME = "camera.time.sync"
+    CAMERA_LIVE_START = "camera.live.start"
+    CAMERA_LIVE_STOP = "camera.live.stop"
 
 
 class Command(Envelope):
@@ -294,8 +328,313 @@ class CommandResult(Envelope):
     result: dict[str, Any] = Field(default_factory=dict, max_length=64)
 
 
+# --------------------------------------------------------------------------------------------------- cameras
+
+
+class CameraReason(StrEnum):
+    """Why a camera is not (fully) ``online``: the reason code of its :class:`DeviceState`."""
+
+    UNREACHABLE = "unreachable"  # no route / connection refused / no power
+    AUTH_FAILED = "auth_failed"  # wrong user name or password (RTSP 401, ONVIF NotAuthorized)
+    TIMEOUT = "timeout"  # the camera answered too slowly
+    NO_FRAMES = "no_frames"  # connected, but no picture arrives
+    FROZEN = "frozen"  # frames arrive, but the picture does not change
+    BLACK = "black"  # the picture is black or blank
+    TAMPER = "tamper"  # sudden loss of sharpness or coverage (covered, painted, turned away), or the camera says so
+    LOW_FPS = "low_fps"  # frames arrive well below the expected rate
+    STREAM_ERROR = "stream_error"  # the stream cannot be decoded / unsupported codec
+    ONVIF_ERROR = "onvif_error"  # the ONVIF service answers with faults or malformed XML
+    NOT_CONFIGURED = "not_configured"  # adopted, but no stream address yet
+
+
+class CameraThresholds(BaseModel):
+    """Per-camera limits of stream-health monitoring (defaults suit a city's main square)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    probe_interval_s: float = Field(default=3.0, ge=0.5, le=60, description="seconds between sampled frames")
+    connect_timeout_s: float = Field(default=4.0, ge=0.5, le=30, description="RTSP open (connect + first frame)")
+    read_timeout_s: float = Field(default=3.0, ge=0.5, le=30, description="no frame for this long → no_frames")
+    offline_after_s: float = Field(
+        default=10.0, ge=1, le=300, description="time to declare a dead camera offline (detection target)"
+    )
+    frozen_after_s: float = Field(default=6.0, ge=1, le=600, description="unchanged picture for this long → frozen")
+    frozen_max_diff: float = Field(default=0.5, ge=0, le=50, description="mean abs pixel difference that is 'same'")
+    black_max_luma: float = Field(default=16.0, ge=0, le=128, description="mean luma at or below → black")
+    blank_max_stddev: float = Field(default=4.0, ge=0, le=64, description="luma std-dev at or below → blank")
+    tamper_sharpness_ratio: float = Field(
+        default=0.25, gt=0, lt=1, description="sharpness below this share of its running baseline → tamper"
+    )
+    min_fps_ratio: float = Field(default=0.5, gt=0, le=1, description="fps below this share of nominal → low_fps")
+    resend_interval_s: float = Field(default=60.0, ge=5, le=3600, description="state re-sent even when unchanged")
+    snapshot_interval_s: float = Field(default=300.0, ge=0, le=86_400, description="periodic thumbnail; 0 = off")
+
+
+class CameraProfile(BaseModel):
+    """One ONVIF media profile."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: str = Field(max_length=64)
+    name: str = Field(default="", max_length=100)
+    encoding: str = Field(default="", max_length=16, description="H264, H265, JPEG, …")
+    width: int | None = Field(default=None, ge=0, le=16_384)
+    height: int | None = Field(default=None, ge=0, le=16_384)
+    fps: float | None = Field(default=None, ge=0, le=1000)
+    role: Literal["main", "sub"] | None = None
+
+
+class PtzPreset(BaseModel):
+    """A PTZ preset position."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: str = Field(max_length=64)
+    name: str = Field(default="", max_length=100)
+
+
+class CameraInfo(Envelope):
+    """Retained on ``…/info/<device>``: what the node learnt about an adopted camera (never any credential)."""
+
+    type: Literal["camera_info"] = "camera_info"
+    device_id: Identifier
+    name: str = Field(default="", max_length=200)
+    onvif_address: str = Field(default="", max_length=500, description="device service URL, no credentials")
+    manufacturer: str = Field(default="", max_length=100)
+    model: str = Field(default="", max_length=100)
+    firmware: str = Field(default="", max_length=100)
+    serial: str = Field(default="", max_length=100)
+    hardware_id: str = Field(default="", max_length=100)
+    profiles: list[CameraProfile] = Field(default_factory=list, max_length=32)
+    main_profile: str | None = Field(default=None, max_length=64)
+    sub_profile: str | None = Field(default=None, max_length=64)
+    stream_uri: str = Field(default="", max_length=500, description="RTSP URI of the main profile, no credentials")
+    snapshot_uri: str = Field(default="", max_length=500)
+    ptz: bool = False
+    presets: list[PtzPreset] = Field(default_factory=list, max_length=64)
+    events: bool = Field(default=False, description="the camera offers a PullPoint event subscription")
+    clock_skew_s: float | None = Field(default=None, description="camera clock minus node clock")
+    thresholds: CameraThresholds = Field(default_factory=CameraThresholds)
+
+
+class Snapshot(Envelope):
+    """On ``…/snapshot/<device>``: a camera's latest picture (JPEG thumbnail, base64)."""
+
+    type: Literal["snapshot"] = "snapshot"
+    device_id: Identifier
+    taken_at: datetime
+    source: Literal["onvif", "rtsp"]
+    purpose: Literal["periodic", "on_demand"] = "periodic"
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+    width: int = Field(ge=1, le=16_384)
+    height: int = Field(ge=1, le=16_384)
+    data: str = Field(min_length=4, max_length=700_000, description="base64 JPEG")
+
+
+class DiscoveredDevice(BaseModel):
+    """One answer to a WS-Discovery probe."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: str = Field(min_length=1, max_length=200, description="WS-Addressing endpoint reference (urn:uuid:…)")
+    address: str = Field(default="", max_length=64, description="IP the answer came from")
+    xaddrs: list[str] = Field(default_factory=list, max_length=8, description="ONVIF device service URLs")
+    scopes: list[str] = Field(default_factory=list, max_length=64)
+    types: list[str] = Field(default_factory=list, max_length=16)
+    name: str = Field(default="", max_length=200, description="from the onvif://www.onvif.org/name/ scope")
+    hardware: str = Field(default="", max_length=200, description="from the onvif://www.onvif.org/hardware/ scope")
+
+
+class DiscoveryReport(Envelope):
+    """On ``…/discovery``: every ONVIF device one probe found (central keeps the inbox of unadopted ones)."""
+
+    type: Literal["discovery"] = "discovery"
+    trigger: Literal["periodic", "command", "startup"] = "periodic"
+    devices: list[DiscoveredDevice] = Field(default_factory=list, max_length=256)
+
+
+# Command parameters (validated by both sides: central when it sends, the edge when it runs the command).
+
+
+class CameraRef(BaseModel):
+    """``params`` of commands that name one camera (forget, snapshot, stop, reboot, time sync)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_id: Identifier
+
+
+class AdoptCameraParams(BaseModel):
+    """``params`` of ``camera.adopt``: take a discovered (or hand-entered) camera under the node's care."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_id: Identifier
+    name: str = Field(default="", max_length=200)
+    onvif_address: str = Field(default="", max_length=500, description="device service URL; empty: RTSP only")
+    endpoint: str | None = Field(default=None, max_length=200, description="the discovery endpoint reference")
+    stream_uri: str | None = Field(default=None, max_length=500, description="RTSP override (no credentials)")
+    sealed_credentials: str | None = Field(
+        default=None, max_length=4096, description="base64 sealed box (to the node's key) of {username, password}"
+    )
+    thresholds: CameraThresholds = Field(default_factory=CameraThresholds)
+
+
+class CameraCredentialsParams(BaseModel):
+    """``params`` of ``camera.credentials.set``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_id: Identifier
+    sealed_credentials: str = Field(min_length=40, max_length=4096)
+
+
+class PtzMoveParams(BaseModel):
+    """``params`` of ``camera.ptz.move``: continuous move at the given velocities until stopped or timed out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_id: Identifier
+    pan: float = Field(default=0.0, ge=-1, le=1)
+    tilt: float = Field(default=0.0, ge=-1, le=1)
+    zoom: float = Field(default=0.0, ge=-1, le=1)
+    timeout_s: float = Field(default=1.0, gt=0, le=10, description="the camera stops by itself after this")
+
+
+class PtzPresetParams(BaseModel):
+    """``params`` of ``camera.ptz.preset.goto`` (``token``) and ``camera.ptz.preset.set`` (``name``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_id: Identifier
+    token: str | None = Field(default=None, max_length=64)
+    name: str | None = Field(default=None, max_length=100)
+
+
+# --------------------------------------------------------------------------------------------------- live view
+
+#: A live-view session id (chosen by central; the WHEP resource and the audit trail name it).
+SESSION_ID_PATTERN: Final = r"^[A-Za-z0-9_-]{8,64}$"
+#: Kind of the event a node publishes when a live-view session ends for any reason.
+LIVE_ENDED_EVENT: Final = "camera.live.ended"
+
+
+class LiveStream(StrEnum):
+    """Which of a camera's streams a viewer gets: ``main`` (full resolution) or ``sub`` (for camera walls)."""
+
+    MAIN = "main"
+    SUB = "sub"
+
+
+class IceServer(BaseModel):
+    """One STUN or TURN server (as in the browser's ``RTCIceServer``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    urls: list[Annotated[str, Field(max_length=300, pattern=r"^(stun|stuns|turn|turns):")]] = Field(
+        min_length=1, max_length=8
+    )
+    username: str | None = Field(default=None, max_length=200)
+    credential: str | None = Field(default=None, max_length=200)
+
+
+class LiveStartParams(BaseModel):
+    """``params`` of ``camera.live.start``: the viewer's SDP offer (complete, no trickle ICE)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_id: Identifier
+    session_id: str = Field(pattern=SESSION_ID_PATTERN)
+    stream: LiveStream = LiveStream.MAIN
+    offer_sdp: str = Field(min_length=20, max_length=32_768)
+    ice_servers: list[IceServer] = Field(default_factory=list, max_length=8)
+
+
+class LiveStartResult(BaseModel):
+    """``result`` of a successful ``camera.live.start``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    session_id: str = Field(pattern=SESSION_ID_PATTERN)
+    answer_sdp: str = Field(min_length=20, max_length=32_768)
+    codec: str = Field(default="", max_length=100, description="e.g. 'H264 profile-level-id=640028'")
+    width: int | None = Field(default=None, ge=0)
+    height: int | None = Field(default=None, ge=0)
+    viewers: int = Field(default=1, ge=0, description="viewers of this camera's stream, this one included")
+    shared: bool = Field(default=False, description="joined a pull that was already running")
+
+
+class LiveStopParams(BaseModel):
+    """``params`` of ``camera.live.stop``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_id: Identifier
+    session_id: str = Field(pattern=SESSION_ID_PATTERN)
+
+
+class LiveError(StrEnum):
+    """``reason`` of a failed ``camera.live.start`` (a :class:`CommandResult` with status ``error``)."""
+
+    UNKNOWN_CAMERA = "unknown_camera"
+    CAPACITY = "capacity"  # too many viewers of this camera or of this node
+    SOURCE_UNAVAILABLE = "source_unavailable"  # the camera's stream could not be opened
+    BAD_OFFER = "bad_offer"  # not an SDP offer with a video m-line
+    NO_COMMON_CODEC = "no_common_codec"  # the viewer cannot receive the camera's codec
+    LIVE_DISABLED = "live_disabled"  # live view is not available on this node
+
+
+class LiveEndReason(StrEnum):
+    """``data.reason`` of a ``camera.live.ended`` event."""
+
+    VIEWER_LEFT = "viewer_left"  # the viewer (or central) stopped the session
+    VIEWER_LOST = "viewer_lost"  # the viewer's connection failed or closed
+    SOURCE_LOST = "source_lost"  # the camera's stream ended or broke
+    CAMERA_REMOVED = "camera_removed"  # the camera was forgotten or reconfigured
+    NODE_STOPPING = "node_stopping"  # the agent is shutting down
+    CONNECT_TIMEOUT = "connect_timeout"  # the viewer never connected
+
+
+class LiveEnded(BaseModel):
+    """``data`` of a ``camera.live.ended`` event (the event's ``device_id`` names the camera)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    session_id: str = Field(pattern=SESSION_ID_PATTERN)
+    reason: LiveEndReason
+    detail: str = Field(default="", max_length=500)
+    duration_s: float = Field(default=0.0, ge=0)
+    frames_sent: int = Field(default=0, ge=0)
+
+
+#: The ``params`` model of every command (``None``: it takes none). Both sides validate with these; the AsyncAPI
+#: document lists them under the command message (``x-commands``).
+COMMAND_PARAMS: Final[dict[CommandType, type[BaseModel] | None]] = {
+    CommandType.PING: None,
+    CommandType.PUBLISH_HEALTH: None,
+    CommandType.OUTBOX_STATS: None,
+    CommandType.CAMERA_DISCOVER: None,
+    CommandType.CAMERA_ADOPT: AdoptCameraParams,
+    CommandType.CAMERA_FORGET: CameraRef,
+    CommandType.CAMERA_SET_CREDENTIALS: CameraCredentialsParams,
+    CommandType.CAMERA_SNAPSHOT: CameraRef,
+    CommandType.CAMERA_PTZ_MOVE: PtzMoveParams,
+    CommandType.CAMERA_PTZ_STOP: CameraRef,
+    CommandType.CAMERA_PTZ_GOTO_PRESET: PtzPresetParams,
+    CommandType.CAMERA_PTZ_SET_PRESET: PtzPresetParams,
+    CommandType.CAMERA_REBOOT: CameraRef,
+    CommandType.CAMERA_SYNC_TIME: CameraRef,
+    CommandType.CAMERA_LIVE_START: LiveStartParams,
+    CommandType.CAMERA_LIVE_STOP: LiveStopParams,
+}
+#: Commands whose successful ``result`` has a fixed shape (central reads these fields).
+COMMAND_RESULTS: Final[dict[CommandType, type[BaseModel]]] = {CommandType.CAMERA_LIVE_START: LiveStartResult}
+#: Events whose ``data`` has a fixed shape, by ``kind``.
+EVENT_DATA: Final[dict[str, type[BaseModel]]] = {LIVE_ENDED_EVENT: LiveEnded}
+
+
 NodeMessage = Annotated[
-    Availability | Birth | Health | DeviceState | Event | CommandResult,
+    Availability | Birth | Health | DeviceState | Event | CommandResult | CameraInfo | Snapshot | DiscoveryReport,
     Field(discriminator="type"),
 ]
 """Any message an edge node publishes."""
@@ -309,10 +648,13 @@ CHANNEL_MODELS: Final[dict[Channel, type[Envelope]]] = {
     Channel.EVENT: Event,
     Channel.COMMAND: Command,
     Channel.COMMAND_RESULT: CommandResult,
+    Channel.INFO: CameraInfo,
+    Channel.SNAPSHOT: Snapshot,
+    Channel.DISCOVERY: DiscoveryReport,
 }
 
 #: Channels whose messages the broker retains.
-RETAINED_CHANNELS: Final = frozenset({Channel.STATUS, Channel.BIRTH, Channel.STATE})
+RETAINED_CHANNELS: Final = frozenset({Channel.STATUS, Channel.BIRTH, Channel.STATE, Channel.INFO})
 
 _ADAPTERS: Final[dict[Channel, TypeAdapter[Any]]] = {ch: TypeAdapter(m) for ch, m in CHANNEL_MODELS.items()}
 
@@ -347,8 +689,15 @@ def encode(message: BaseModel) -> bytes:
     return message.__pydantic_serializer__.to_json(message, exclude_none=False)
 
 
-def decode(channel: Channel, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Envelope:
+def max_payload_bytes(channel: Channel) -> int:
+    """The largest payload accepted on *channel*."""
+    return MAX_SNAPSHOT_BYTES if channel is Channel.SNAPSHOT else MAX_PAYLOAD_BYTES
+
+
+def decode(channel: Channel, payload: bytes, *, max_bytes: int | None = None) -> Envelope:
     """Parse and validate *payload* for *channel*; raises :class:`ContractError` with a reason."""
+    if max_bytes is None:
+        max_bytes = max_payload_bytes(channel)
     if len(payload) > max_bytes:
         raise ContractError(RejectReason.OVERSIZED, f"{len(payload)} bytes > {max_bytes}")
     adapter = _ADAPTERS[channel]
@@ -376,7 +725,7 @@ def decode(channel: Channel, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYT
     return model
 
 
-def decode_for_topic(topic_name: str, payload: bytes, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Envelope:
+def decode_for_topic(topic_name: str, payload: bytes, *, max_bytes: int | None = None) -> Envelope:
     """Decode a payload received on *topic_name*, checking that it belongs there (node and device match)."""
     parts = parse_topic(topic_name)
     if parts is None:
@@ -384,7 +733,7 @@ def decode_for_topic(topic_name: str, payload: bytes, *, max_bytes: int = MAX_PA
     message = decode(parts.channel, payload, max_bytes=max_bytes)
     if message.node_id != parts.node:
         raise ContractError(RejectReason.NODE_MISMATCH, f"payload {message.node_id} on topic of {parts.node}")
-    if isinstance(message, DeviceState) and message.device_id != parts.device:
+    if isinstance(message, DeviceState | CameraInfo | Snapshot) and message.device_id != parts.device:
         raise ContractError(RejectReason.DEVICE_MISMATCH, f"{message.device_id} on topic of {parts.device}")
     return message
 

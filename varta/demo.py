@@ -3,21 +3,31 @@
 Starts an embedded MQTT broker (amqtt, MQTT 3.1.1, bound to 127.0.0.1 only), central (SQLite file) and simulated
 edge nodes in one process, creates demo users and prints the URL and credentials. Production uses Mosquitto (see
 docs/deploy-mosquitto.md).
+
+Simulated cameras describe themselves, send test-card thumbnails and a discovery report (see ``edge.simulator``).
+When Debian's GStreamer RTSP server is installed, one more node (``camera-node``) looks after one real camera after
+the banner is printed: GStreamer's RTSP server with a moving test pattern behind the project's ONVIF simulator,
+adopted and monitored like a real one. Without GStreamer the demo runs without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 import socket
+import subprocess
 import sys
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from varta.aio import wait_for
 from varta.logs import setup_logging
 
 log = structlog.get_logger(__name__)
@@ -26,6 +36,7 @@ DEMO_USERS = (
     ("admin", "varta-demo-admin", "admin"),
     ("operator", "varta-demo-operator", "operator"),
     ("dispatcher", "varta-demo-dispatcher", "dispatcher"),
+    ("observer", "varta-demo-observer", "observer"),
 )
 DEMO_SITES = ("city-center", "village-north", "village-south")
 
@@ -39,6 +50,14 @@ class DemoOptions:
     nodes: int = 3
     data_dir: Path = Path("var/demo")
     health_interval_s: float = 5.0
+    real_camera: bool = True
+
+
+#: GStreamer's RTSP test server (run with Debian's Python, which has PyGObject); present in a source checkout.
+GST_SCRIPT = Path(__file__).resolve().parents[1] / "tests" / "support" / "gst_rtsp_server.py"
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+REAL_CAMERA_NODE = "camera-node"
+REAL_CAMERA_ID = "cam-square-rtsp"
 
 
 def _port_free(port: int) -> bool:
@@ -133,15 +152,144 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
     while not server.started and not server_task.done():
         await asyncio.sleep(0.05)
     _banner(http_port, broker_port, data, options.nodes)
+    camera_task: asyncio.Task[None] | None = None
+    if options.real_camera:
+        camera_task = asyncio.create_task(
+            _real_camera_node(data, mqtt, public_key_text(key.verify_key), edge_stop), name="real-camera"
+        )
     try:
         await stop.wait()
     finally:
         edge_stop.set()
         await asyncio.gather(*edge_tasks, return_exceptions=True)
+        if camera_task is not None:
+            with contextlib.suppress(Exception):
+                await wait_for(camera_task, 15)
         server.should_exit = True
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(server_task, 10)
+            await wait_for(server_task, 10)
         await broker.shutdown()
+
+
+def gstreamer_available() -> bool:
+    """True when the GStreamer RTSP server can run here (Debian's python3-gi and gir1.2-gst-rtsp-server-1.0)."""
+    if not GST_SCRIPT.exists() or not SYSTEM_PYTHON.exists():
+        return False
+    check = "import gi; gi.require_version('GstRtspServer', '1.0')"
+    try:
+        argv = [str(SYSTEM_PYTHON), "-c", check]  # fixed interpreter and code: no outside input
+        result = subprocess.run(argv, capture_output=True, timeout=15, check=False)  # noqa: S603
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+@contextlib.asynccontextmanager
+async def rtsp_test_server(port: int, user: str, password: str, path: str = "cam") -> AsyncIterator[str]:
+    """GStreamer's RTSP server with a moving test pattern on 127.0.0.1:*port*; yields its URI (no credentials)."""
+    proc = await asyncio.create_subprocess_exec(
+        str(SYSTEM_PYTHON),
+        str(GST_SCRIPT),
+        f"--port={port}",
+        f"--paths={path}",
+        "--width=640",
+        "--height=360",
+        "--fps=25",  # the ONVIF simulator's main profile says 25 fps: anything less is low_fps
+        "--bitrate=512",
+        f"--user={user}",
+        f"--password={password}",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await wait_for(proc.stdout.readline(), 15)
+        if not line.startswith(b"ready"):
+            raise RuntimeError(f"the GStreamer RTSP server did not start ({line[:80]!r})")
+        yield f"rtsp://127.0.0.1:{port}/{path}"
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def _real_camera_node(data: Path, mqtt: Any, central_key: str, stop: asyncio.Event) -> None:
+    """One more node with one real camera (RTSP test pattern + ONVIF simulator); skipped without GStreamer."""
+    if not await asyncio.to_thread(gstreamer_available):
+        log.warning(
+            "demo.real_camera_skipped", detail="GStreamer RTSP server not installed (gir1.2-gst-rtsp-server-1.0)"
+        )
+        return
+    try:
+        from pydantic import SecretStr
+
+        from edge.agent import run_agent
+        from edge.cameras.onvif_simulator import OnvifSimulator
+        from edge.cameras.store import CameraStore, StoredCamera
+        from edge.cameras.wsdiscovery import STREAMING_SCOPE, DiscoveryResponder
+        from edge.config import EdgeConfig
+        from varta.contract import CameraThresholds
+        from varta.sealing import Credentials
+    except ImportError as exc:  # the cameras extra is not installed
+        log.warning("demo.real_camera_skipped", detail=f"missing module {exc.name}")
+        return
+    user, password = "demo", secrets.token_urlsafe(12)  # a fresh password every run, never shown
+    node_dir = data / REAL_CAMERA_NODE
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            rtsp_uri = await stack.enter_async_context(rtsp_test_server(pick_port(18554), user, password))
+            onvif = OnvifSimulator(
+                username=user, password=SecretStr(password), rtsp_uri=rtsp_uri, model="SimCam-1 (GStreamer)"
+            )
+            await stack.enter_async_context(onvif)
+            endpoint = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, onvif.address)}"
+            scopes = [
+                STREAMING_SCOPE,
+                "onvif://www.onvif.org/name/Square%20camera",
+                "onvif://www.onvif.org/hardware/SimCam-1",
+            ]
+            responder = DiscoveryResponder(endpoint, [onvif.address], scopes, port=0)
+            await stack.enter_async_context(responder)
+            host, port = responder.address
+            await CameraStore(node_dir / "cameras.json").put(
+                StoredCamera(
+                    device_id=REAL_CAMERA_ID,
+                    name="Main square (real RTSP stream)",
+                    onvif_address=onvif.address,
+                    endpoint=endpoint,
+                    thresholds=CameraThresholds(snapshot_interval_s=60),
+                    credentials=Credentials(username=user, password=SecretStr(password)),
+                )
+            )
+            edge = EdgeConfig(
+                node_id=REAL_CAMERA_NODE,
+                site=DEMO_SITES[0],
+                name="Demo camera node (real RTSP camera)",
+                mqtt=mqtt,
+                outbox={"path": node_dir / "outbox.db"},
+                health={"interval_s": 5.0},
+                commands={"central_public_keys": [central_key]},
+                cameras={
+                    "enabled": True,
+                    "discovery_interval_s": 300,
+                    "discovery_multicast": False,
+                    "discovery_unicast": [f"{host}:{port}"],
+                    "discovery_timeout_s": 1.0,
+                },
+            )
+            print(
+                f"    Real camera: GStreamer RTSP test pattern behind an ONVIF simulator, on {REAL_CAMERA_NODE};"
+                " open it from the camera wall to watch it live (WebRTC)."
+            )
+            await run_agent(edge, stop=stop)
+    except Exception as exc:
+        log.warning("demo.real_camera_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
 
 def _banner(http_port: int, broker_port: int, data: Path, nodes: int) -> None:

@@ -20,6 +20,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,13 +29,16 @@ from typing import Any, Literal
 
 import paho.mqtt.client as paho
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from varta.aio import wait_for
+
 log = structlog.get_logger(__name__)
 
+SUBACK_BUSY_LIMIT_S = 120.0  # longest wait for a SUBACK queued behind a backlog that is still arriving
 UNSUPPORTED_PROTOCOL = 132  # MQTT 5 CONNACK reason code; paho maps a 3.1.1 "refused: protocol version" to it too
 
 
@@ -134,11 +138,95 @@ class _Subscription:
     qos: int
     shared_group: str | None = None
 
-    def filter_for(self, protocol: int) -> str:
-        # Shared subscriptions exist only in MQTT 5; on 3.1.1 every subscriber gets every message.
-        if self.shared_group and protocol == paho.MQTTv5:
+    def filter_for(self) -> str:
+        # Shared subscriptions are MQTT 5, but Mosquitto honours `$share/…` from 3.1.1 clients as well.
+        if self.shared_group:
             return f"$share/{self.shared_group}/{self.topic_filter}"
         return self.topic_filter
+
+
+class _BufferedSocket:
+    """A socket whose ``recv`` is served from one large read.
+
+    paho reads every packet as ``recv(1)`` (type), ``recv(1)`` per length byte and ``recv(n)`` (body): three to
+    five syscalls and a ``select()`` per message. Reading 256 KiB at a time and reporting the unread rest through
+    ``pending()`` (which paho already honours for TLS) lets one wake-up parse every packet that arrived.
+    """
+
+    __slots__ = ("_data", "_pos", "raw")
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self._data = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        data, pos = self._data, self._pos
+        if pos >= len(data):
+            data = self.raw.recv(_RECV_CHUNK)  # raises BlockingIOError / SSLWantReadError when nothing is there
+            assert isinstance(data, bytes)
+            if not data:
+                return data
+            self._data, pos = data, 0
+        end = pos + size
+        self._pos = end
+        return data[pos:end]
+
+    def pending(self) -> int:
+        inner = self.raw.pending() if hasattr(self.raw, "pending") else 0
+        return max(0, len(self._data) - self._pos) + inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+_RECV_CHUNK = 256 * 1024
+_PAUSE_S = 0.005
+
+
+class _PahoClient(paho.Client):
+    """paho's client reading through :class:`_BufferedSocket` and parsing every buffered packet per wake-up.
+
+    ``read_paused`` (set by :class:`MqttClient`) stops reading while the consumer lags: TCP then pushes back to
+    the broker, which keeps the rest queued. (Mosquitto 2.0 was seen sending a lagging 3.1.1 subscriber three
+    times its ``max_inflight_messages``, so the broker's window alone does not bound our memory.)
+    """
+
+    read_paused: Callable[[], bool] = staticmethod(lambda: False)
+
+    def _create_socket(self) -> Any:
+        return _BufferedSocket(super()._create_socket())
+
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        # Varta registers no per-topic callbacks: skip paho's topic matcher and its locks (~5 % of ingest CPU).
+        on_message = self._on_message
+        if on_message is None:
+            return
+        try:
+            on_message(self, self._userdata, message)
+        except Exception as err:
+            self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+            if not self.suppress_exceptions:
+                raise
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        if self.read_paused():
+            time.sleep(_PAUSE_S)  # the socket stays readable: do not spin; writes (acks) go on in between
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        # paho reads at most (messages in flight) packets per select(); with acks left to the application that
+        # is one packet per select(). Read on while the buffer holds more.
+        while True:
+            sock = self._sock
+            if sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            sock = self._sock
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN or not isinstance(sock, _BufferedSocket) or not sock.pending():
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            if self.read_paused():  # the next wake-up sleeps; what was read stays buffered
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 @dataclass(slots=True)
@@ -155,6 +243,9 @@ class _Connection:
     pending: dict[int, asyncio.Future[None]] = field(default_factory=dict)
     early_acks: dict[int, tuple[bool, str, int]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    received: int = 0  # messages delivered on this connection
+    ready: bool = False  # CONNACK received (paho thread)
+    paused: bool = False  # reading stopped: the consumer lags (paho thread)
 
 
 OnConnect = Callable[[], Awaitable[None]]
@@ -170,7 +261,7 @@ class MqttClient:
         client_id: str | None = None,
         will: Will | None = None,
         clean_start: bool = False,
-        inbound_limit: int = 100_000,
+        inbound_limit: int = 50_000,
     ) -> None:
         self.settings = settings
         self.client_id = client_id or f"varta-{uuid.uuid4().hex[:12]}"
@@ -191,7 +282,8 @@ class MqttClient:
         self.disconnected = asyncio.Event()
         self.disconnected.set()
         self.connections = 0  # successful connections so far
-        self.inbound_dropped = 0
+        self.inbound_paused = 0  # times reading stopped because the consumer lagged (backpressure)
+        self._pause_logged = -1e9
         self._stopping = False
 
     # ----------------------------------------------------------------------------------------- public API
@@ -216,7 +308,7 @@ class MqttClient:
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until connected (raises TimeoutError)."""
-        await asyncio.wait_for(self.connected.wait(), timeout)
+        await wait_for(self.connected.wait(), timeout)
 
     async def run(self) -> None:
         """Connect and stay connected until cancelled, backing off between failed attempts."""
@@ -268,7 +360,7 @@ class MqttClient:
         if early is not None:
             self._settle(fut, *early)
         try:
-            await asyncio.wait_for(fut, timeout)
+            await wait_for(fut, timeout)
         except TimeoutError:
             with conn.lock:
                 conn.pending.pop(info.mid, None)
@@ -310,7 +402,7 @@ class MqttClient:
             self._wake_pending = False
             if not self._inbound:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    await wait_for(self._wake.wait(), timeout)
         self._wake_pending = False
         batch: list[InboundMessage] = []
         popleft = self._inbound.popleft
@@ -329,7 +421,7 @@ class MqttClient:
                 await self.publish(final[0], final[1], qos=1, retain=final[2], timeout=3.0)
         conn.client.disconnect()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(conn.closed.wait(), 3.0)
+            await wait_for(conn.closed.wait(), 3.0)
         self._teardown(conn)
 
     # ----------------------------------------------------------------------------------------- internals
@@ -337,7 +429,7 @@ class MqttClient:
     def _new_client(self, number: int) -> _Connection:
         s = self.settings
         protocol = self._protocol
-        client = paho.Client(
+        client = _PahoClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=protocol,
@@ -346,6 +438,7 @@ class MqttClient:
             reconnect_on_failure=False,
         )
         conn = _Connection(number=number, client=client, protocol=protocol)
+        client.read_paused = lambda: self._read_paused(conn)
         password = s.resolved_password()
         if s.username is not None:
             client.username_pw_set(s.username, password)
@@ -432,7 +525,7 @@ class MqttClient:
         loop = asyncio.get_running_loop()
         waiting: list[tuple[str, asyncio.Future[None]]] = []
         for sub in self._subs:
-            topic_filter = sub.filter_for(conn.protocol)
+            topic_filter = sub.filter_for()
             fut: asyncio.Future[None] = loop.create_future()
             rc, mid = conn.client.subscribe(topic_filter, qos=sub.qos)
             if rc != paho.MQTT_ERR_SUCCESS or mid is None:
@@ -447,7 +540,7 @@ class MqttClient:
             waiting.append((topic_filter, fut))
         for topic_filter, fut in waiting:
             try:
-                await asyncio.wait_for(fut, self.settings.connect_timeout_s)
+                await self._await_suback(conn, fut)
             except PublishRejected as exc:  # a refused subscription is a configuration error: say so, carry on
                 log.error("mqtt.subscription_refused", topic_filter=topic_filter, reason=exc.reason)
             except TimeoutError:  # a busy broker may be slow to answer: the subscription is probably in place
@@ -455,6 +548,21 @@ class MqttClient:
             except NotConnected:
                 return False
         return True
+
+    async def _await_suback(self, conn: _Connection, fut: asyncio.Future[None]) -> None:
+        """Wait for one SUBACK; a broker draining a queued backlog sends it after the backlog, so keep waiting
+        (up to ``SUBACK_BUSY_LIMIT_S``) while messages are still arriving on this connection."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + SUBACK_BUSY_LIMIT_S
+        while True:
+            seen = conn.received
+            try:
+                await wait_for(asyncio.shield(fut), self.settings.connect_timeout_s)
+                return
+            except TimeoutError:
+                if conn.received == seen or loop.time() >= give_up or conn.closed.is_set():
+                    fut.cancel()
+                    raise
 
     def _mark_down(self, conn: _Connection) -> None:
         self.connected.clear()
@@ -474,6 +582,23 @@ class MqttClient:
 
     # paho callbacks (network thread) ---------------------------------------------------------------------
 
+    def _read_paused(self, conn: _Connection) -> bool:
+        # Only once connected: CONNACK and SUBACKs must still be read after a reconnect with a full buffer.
+        paused = conn.ready and len(self._inbound) >= self._inbound_limit
+        if paused and not conn.paused:
+            self.inbound_paused += 1
+            now = time.monotonic()
+            if now - self._pause_logged >= 10.0:  # at most one line per 10 s
+                self._pause_logged = now
+                log.warning(
+                    "mqtt.inbound_backpressure",
+                    buffered=len(self._inbound),
+                    limit=self._inbound_limit,
+                    pauses=self.inbound_paused,
+                )
+        conn.paused = paused
+        return paused
+
     def _call(self, fn: Callable[..., Any], *args: Any) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
@@ -482,11 +607,13 @@ class MqttClient:
 
     def _cb_connect(self, conn: _Connection, rc: Any) -> None:
         sock = conn.client.socket()
+        sock = getattr(sock, "raw", sock)
         if isinstance(sock, socket.socket):
             # Small packets (PUBACKs, single publishes) must not wait for Nagle + delayed ACK (~40 ms).
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.connack_code = int(rc.value) if hasattr(rc, "value") else int(rc)
+        conn.ready = not rc.is_failure
         if rc.is_failure:
             conn.close_reason = f"connack refused: {rc}"
             self._call(conn.closed.set)
@@ -536,13 +663,14 @@ class MqttClient:
             fut.set_result(None)
 
     def _cb_message(self, conn: _Connection, m: paho.MQTTMessage) -> None:
-        if len(self._inbound) >= self._inbound_limit:
-            # Not acknowledged: the broker redelivers it (QoS 1) after the next reconnect.
-            self.inbound_dropped += 1
-            return
+        conn.received += 1
         expiry = getattr(m.properties, "MessageExpiryInterval", None) if m.properties else None
         payload = m.payload if isinstance(m.payload, bytes) else bytes(m.payload)
-        self._inbound.append(InboundMessage(m.topic, payload, m.qos, bool(m.retain), m.mid, expiry, conn.number))
+        try:
+            name = m.topic
+        except UnicodeDecodeError:  # brokers refuse such topics; if one gets through, the consumer rejects it
+            name = m._topic.decode("utf-8", "replace")
+        self._inbound.append(InboundMessage(name, payload, m.qos, bool(m.retain), m.mid, expiry, conn.number))
         if not self._wake_pending:
             self._wake_pending = True
             self._call(self._wake.set)

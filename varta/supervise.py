@@ -10,6 +10,8 @@ from typing import Final
 
 import structlog
 
+from varta.aio import wait_for
+
 log = structlog.get_logger(__name__)
 
 RESTART_MIN_S: Final = 1.0
@@ -34,5 +36,5 @@ async def supervise(name: str, loop: Callable[[], Awaitable[None]], stop: asynci
         if time.monotonic() - started > RESTART_MAX_S:
             delay = RESTART_MIN_S  # it ran fine for a while: start the back-off afresh
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+            await wait_for(stop.wait(), delay)
         delay = min(delay * 2, RESTART_MAX_S)

@@ -14,7 +14,7 @@ from central.deps import SessionDep
 from central.store import queries
 from varta.contract import ID_PATTERN, utcnow
 
-router = APIRouter(prefix="/api/v1", tags=["fleet"], dependencies=[Depends(require_role(Role.DISPATCHER))])
+router = APIRouter(prefix="/api/v1", tags=["fleet"], dependencies=[Depends(require_role(Role.OBSERVER))])
 
 NodeId = Annotated[str, Path(pattern=ID_PATTERN, description="node id")]
 

@@ -130,6 +130,7 @@ class IngestStats(BaseModel):
     batches: int
     last_batch_size: int
     db_errors: int
+    retained_cleared: int = Field(description="empty retained messages (a node withdrawing a device's state)")
     mqtt_connected: bool
     mqtt_protocol: str
-    inbound_dropped: int
+    inbound_paused: int

@@ -24,7 +24,7 @@ from central.deps import SessionDep, get_services
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
-SignedInUser = Annotated[Principal, Depends(require_role(Role.DISPATCHER))]
+SignedInUser = Annotated[Principal, Depends(require_role(Role.OBSERVER))]
 
 
 class LoginRequest(BaseModel):

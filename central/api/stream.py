@@ -1,8 +1,7 @@
-"""Server-sent events: live state changes for the dashboard (dispatcher and up)."""
+"""Server-sent events: live state changes for the dashboard (observer and up; no pictures travel here)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from central.auth.roles import Role
 from central.bus import Bus
 from central.deps import get_services
 from central.services import Services
+from varta.aio import wait_for
 
 router = APIRouter(prefix="/api/v1", tags=["stream"])
 
@@ -28,7 +28,7 @@ async def sse_events(bus: Bus, request: Request, keepalive_s: float = KEEPALIVE_
         iterator = aiter(events)
         while True:
             try:
-                event = await asyncio.wait_for(anext(iterator), keepalive_s)
+                event = await wait_for(anext(iterator), keepalive_s)
             except TimeoutError:
                 if await request.is_disconnected():
                     return
@@ -43,16 +43,16 @@ async def sse_events(bus: Bus, request: Request, keepalive_s: float = KEEPALIVE_
     "/stream",
     summary="Live changes (text/event-stream)",
     response_class=StreamingResponse,
-    dependencies=[Depends(require_role(Role.DISPATCHER))],
+    dependencies=[Depends(require_role(Role.OBSERVER))],
     responses={
         200: {
             "content": {"text/event-stream": {}},
-            "description": "events: node, health, event, device, command_result",
+            "description": "events: node, health, event, device, command_result, camera, discovery",
         }
     },
 )
 async def stream(request: Request, services: Annotated[Services, Depends(get_services)]) -> StreamingResponse:
-    """Events ``node``, ``health``, ``event``, ``device`` and ``command_result`` as they happen."""
+    """Live events: ``node``, ``health``, ``event``, ``device``, ``command_result``, ``camera``, ``discovery``."""
     return StreamingResponse(
         sse_events(services.bus, request),
         media_type="text/event-stream",

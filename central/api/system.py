@@ -37,7 +37,11 @@ async def healthz(services: Annotated[Services, Depends(get_services)]) -> JSONR
             await session.execute(text("SELECT 1"))
     except Exception:
         database = False
-    mqtt = services.ingest is not None and services.ingest.mqtt.connected.is_set()
+    mqtt = (
+        services.ingest is not None
+        and services.ingest.mqtt.connected.is_set()
+        and (services.commands is None or services.commands.mqtt.connected.is_set())
+    )
     body = Healthz(status="ok" if database else "degraded", version=__version__, database=database, mqtt_connected=mqtt)
     return JSONResponse(body.model_dump(), status_code=200 if database else 503)
 

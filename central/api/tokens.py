@@ -17,7 +17,7 @@ from central.deps import SessionDep
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 
-SignedInUser = Annotated[Principal, Depends(require_role(Role.DISPATCHER))]
+SignedInUser = Annotated[Principal, Depends(require_role(Role.OBSERVER))]
 
 
 class TokenView(BaseModel):

@@ -6,15 +6,20 @@ from enum import StrEnum
 
 
 class Role(StrEnum):
-    """``dispatcher`` < ``operator`` < ``admin``: each role may do everything the roles before it may."""
+    """``observer`` < ``dispatcher`` < ``operator`` < ``admin``: each may do everything the roles before it may.
 
+    An observer reads the fleet's status, events and availability but sees no camera picture and no live video
+    (view rights start at ``dispatcher``): the account for annual reports and for staff who must not watch people.
+    """
+
+    OBSERVER = "observer"
     DISPATCHER = "dispatcher"
     OPERATOR = "operator"
     ADMIN = "admin"
 
     @property
     def rank(self) -> int:
-        """0 for dispatcher, 1 for operator, 2 for admin."""
+        """0 for observer, 1 for dispatcher, 2 for operator, 3 for admin."""
         return _ORDER.index(self)
 
     def allows(self, minimum: Role) -> bool:
@@ -22,4 +27,4 @@ class Role(StrEnum):
         return self.rank >= minimum.rank
 
 
-_ORDER = [Role.DISPATCHER, Role.OPERATOR, Role.ADMIN]
+_ORDER = [Role.OBSERVER, Role.DISPATCHER, Role.OPERATOR, Role.ADMIN]

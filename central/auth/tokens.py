@@ -13,7 +13,7 @@ from central.auth.models import ApiToken, User
 from central.auth.sessions import TOUCH_INTERVAL, hash_token
 from varta.contract import utcnow
 
-TOKEN_PREFIX = "vt_"  # noqa: S105 - a public marker, not a secret
+TOKEN_PREFIX = "vt_"
 MAX_ACTIVE_TOKENS_PER_USER = 50
 
 

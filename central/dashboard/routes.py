@@ -94,6 +94,7 @@ ERROR_MESSAGES: Final = {
     "no_such_token": N_("There is no such token."),
 }
 ROLE_NAMES: Final = {
+    Role.OBSERVER: N_("Observer"),
     Role.DISPATCHER: N_("Dispatcher"),
     Role.OPERATOR: N_("Operator"),
     Role.ADMIN: N_("Administrator"),
@@ -147,7 +148,7 @@ class PageRoute(APIRoute):
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-Dispatcher = Annotated[Principal, Depends(require_page_role(Role.DISPATCHER))]
+SignedIn = Annotated[Principal, Depends(require_page_role(Role.OBSERVER))]
 Admin = Annotated[Principal, Depends(require_page_role(Role.ADMIN))]
 
 
@@ -167,6 +168,16 @@ class Viewer:
     def is_admin(self) -> bool:
         """True for admins (the header shows the admin links)."""
         return self.role.allows(Role.ADMIN)
+
+    @property
+    def can_view(self) -> bool:
+        """True for dispatchers and up: camera pictures and live video (observers see neither)."""
+        return self.role.allows(Role.DISPATCHER)
+
+    @property
+    def is_operator(self) -> bool:
+        """True for operators and admins (adoption, credentials, reboots)."""
+        return self.role.allows(Role.OPERATOR)
 
 
 def _config(request: Request) -> CentralConfig:
@@ -300,7 +311,7 @@ async def login_submit(
 
 
 @router.post("/logout")
-async def logout(request: Request, session: SessionDep, principal: Dispatcher) -> Response:
+async def logout(request: Request, session: SessionDep, principal: SignedIn) -> Response:
     """End the session and go to the login page."""
     if principal.session_id is not None:
         await sign_out(session, session_id=principal.session_id, username=principal.username, ip=client_ip(request))
@@ -313,7 +324,7 @@ async def logout(request: Request, session: SessionDep, principal: Dispatcher) -
 
 
 @router.get("/", response_class=HTMLResponse)
-async def fleet_page(request: Request, session: SessionDep, principal: Dispatcher) -> Response:
+async def fleet_page(request: Request, session: SessionDep, principal: SignedIn) -> Response:
     """Every site and node at a glance, offline first, kept current over SSE."""
     viewer, language, _ = await _viewer(session, request, principal)
     sites = await queries.fleet(session)
@@ -350,7 +361,7 @@ async def fleet_page(request: Request, session: SessionDep, principal: Dispatche
 async def node_page(
     request: Request,
     session: SessionDep,
-    principal: Dispatcher,
+    principal: SignedIn,
     node_id: Annotated[str, Path(pattern=ID_PATTERN)],
 ) -> Response:
     """One node: identity, status, 24 h health charts, devices and events, kept current over SSE."""
@@ -585,7 +596,7 @@ async def _account_page(
 async def account_page(
     request: Request,
     session: SessionDep,
-    principal: Dispatcher,
+    principal: SignedIn,
     done: Annotated[str | None, Query(max_length=32)] = None,
     error: Annotated[str | None, Query(max_length=32)] = None,
 ) -> Response:
@@ -597,7 +608,7 @@ async def account_page(
 async def account_password(
     request: Request,
     session: SessionDep,
-    principal: Dispatcher,
+    principal: SignedIn,
     current: Annotated[str, Form(max_length=1024)] = "",
     new: Annotated[str, Form(max_length=1024)] = "",
     confirm: Annotated[str, Form(max_length=1024)] = "",
@@ -621,7 +632,7 @@ async def account_password(
 async def account_language(
     request: Request,
     session: SessionDep,
-    principal: Dispatcher,
+    principal: SignedIn,
     language: Annotated[str, Form(max_length=8)],
     next_url: Annotated[str | None, Form(alias="next", max_length=2000)] = None,
 ) -> Response:
@@ -640,7 +651,7 @@ async def account_language(
 async def account_token_create(
     request: Request,
     session: SessionDep,
-    principal: Dispatcher,
+    principal: SignedIn,
     name: Annotated[str, Form(max_length=100)] = "",
     expires_in_days: Annotated[int | None, Form(ge=1, le=3650)] = None,
 ) -> Response:
@@ -667,7 +678,7 @@ async def account_token_create(
 async def account_token_revoke(
     request: Request,
     session: SessionDep,
-    principal: Dispatcher,
+    principal: SignedIn,
     token_id: Annotated[int, Path(ge=1)],
 ) -> Response:
     """Revoke one of your tokens."""

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from central.api.schemas import CommandView, DeviceView, EventView, HealthPoint, IngestStats
 from central.bus import Bus
 from central.config import IngestSettings
+from central.ingest import cameras, live
 from central.store import queries
 from central.store.db import Database
 from central.store.fleet_models import (
@@ -36,17 +37,22 @@ from central.store.fleet_models import (
     SeqTrack,
 )
 from varta.contract import (
+    LIVE_ENDED_EVENT,
+    RETAINED_CHANNELS,
     Availability,
     Birth,
+    CameraInfo,
     Channel,
     CommandResult,
     CommandStatus,
     ContractError,
     DeviceState,
+    DiscoveryReport,
     Envelope,
     Event,
     Health,
     Severity,
+    Snapshot,
     decode_for_topic,
     parse_topic,
     subscription,
@@ -56,8 +62,8 @@ from varta.mqtt import InboundMessage, MqttClient
 
 log = structlog.get_logger(__name__)
 
-_RETAINED = (Channel.STATUS, Channel.BIRTH, Channel.STATE)
-_SHARED = (Channel.HEALTH, Channel.EVENT, Channel.COMMAND_RESULT)
+_RETAINED = (Channel.STATUS, Channel.BIRTH, Channel.STATE, Channel.INFO)
+_SHARED = (Channel.HEALTH, Channel.EVENT, Channel.COMMAND_RESULT, Channel.SNAPSHOT, Channel.DISCOVERY)
 
 
 @dataclass
@@ -72,6 +78,7 @@ class IngestCounters:
     batches: int = 0
     last_batch_size: int = 0
     db_errors: int = 0
+    retained_cleared: int = 0
 
 
 @dataclass
@@ -91,6 +98,8 @@ class _Outcome:
     devices: list[tuple[str, DeviceStateRecord]] = field(default_factory=list)
     commands: list[CommandRecord] = field(default_factory=list)
     node_rows_due: set[str] = field(default_factory=set)
+    cameras: cameras.CameraChanges = field(default_factory=cameras.CameraChanges)
+    live_ended: list[dict[str, Any]] = field(default_factory=list)
 
 
 class IngestService:
@@ -142,9 +151,10 @@ class IngestService:
             batches=c.batches,
             last_batch_size=c.last_batch_size,
             db_errors=c.db_errors,
+            retained_cleared=c.retained_cleared,
             mqtt_connected=self.mqtt.connected.is_set(),
             mqtt_protocol=self.mqtt.protocol_name,
-            inbound_dropped=self.mqtt.inbound_dropped,
+            inbound_paused=self.mqtt.inbound_paused,
         )
 
     async def run(self) -> None:
@@ -184,8 +194,14 @@ class IngestService:
         self.counters.last_batch_size = len(batch)
         accepted: list[_Accepted] = []
         for inbound in batch:
+            if not inbound.payload and _clears_retained(inbound.topic):
+                # An empty message on a retained channel is how a node withdraws a device's state/info (e.g.
+                # camera.forget); live subscribers get it without the retain flag. Nothing to store, not an error.
+                self.counters.retained_cleared += 1
+                continue
             try:
                 message = decode_for_topic(inbound.topic, inbound.payload)
+                cameras.check_message(message)
             except ContractError as exc:
                 self._reject(inbound, exc)
                 continue
@@ -236,11 +252,18 @@ class IngestService:
         async with self.db.session() as session:
             await self._ensure_nodes(session, items)
             fresh = await self._sequence_filter(session, items)
-            await self._store_health(session, fresh, outcome)
-            await self._store_events(session, fresh, outcome)
-            await self._store_births(session, fresh, outcome)
-            await self._store_device_states(session, fresh, outcome)
-            await self._store_command_results(session, fresh, outcome)
+            # Health is the bulk of any batch: the other steps need not look at it (each filters its own types).
+            health: list[_Accepted] = []
+            rest: list[_Accepted] = []
+            for item in fresh:
+                (health if type(item.message) is Health else rest).append(item)
+            await self._store_health(session, health, outcome)
+            await self._store_events(session, rest, outcome)
+            await self._store_live(session, rest, outcome)
+            await self._store_births(session, rest, outcome)
+            await self._store_device_states(session, rest, outcome)
+            await self._store_cameras(session, rest, outcome)
+            await self._store_command_results(session, rest, outcome)
             await self._store_availability(session, items, outcome)
             await self._touch_nodes(session, items, outcome.node_rows_due)
             await session.commit()
@@ -473,6 +496,15 @@ class IngestService:
                 session.add(record)
                 outcome.events.append(record)
 
+    async def _store_live(self, session: AsyncSession, fresh: list[_Accepted], outcome: _Outcome) -> None:
+        ended = [
+            (i.message, i.received_at)
+            for i in fresh
+            if isinstance(i.message, Event) and i.message.kind == LIVE_ENDED_EVENT
+        ]
+        if ended:
+            await live.close_from_events(session, ended, outcome.live_ended)
+
     async def _store_births(self, session: AsyncSession, fresh: list[_Accepted], outcome: _Outcome) -> None:
         for item in fresh:
             m = item.message
@@ -488,9 +520,18 @@ class IngestService:
             node.platform = m.platform
             node.capabilities = list(m.capabilities)
             node.health_interval_s = m.health_interval_s
+            if m.box_public_key is not None:
+                node.box_public_key = m.box_public_key
             if node.started_at is None or m.started_at >= node.started_at:
+                restarted = node.started_at is not None and m.started_at > node.started_at
                 node.boot_id = m.boot_id
                 node.started_at = m.started_at
+            else:
+                restarted = False
+            if restarted:  # a new boot: live views of the previous one are gone with it
+                await live.close_for_node(
+                    session, m.node_id, item.received_at, outcome.live_ended, reason=live.NODE_RESTARTED
+                )
             record = self._event_record(
                 item,
                 kind="node.boot",
@@ -550,6 +591,20 @@ class IngestService:
                 session.add(record)
                 outcome.events.append(record)
             outcome.devices.append((m.node_id, current))
+
+    async def _store_cameras(self, session: AsyncSession, fresh: list[_Accepted], outcome: _Outcome) -> None:
+        changes = outcome.cameras
+        sites = {item.message.node_id: item.site for item in fresh}
+        await cameras.mirror_states(session, [(n, d, sites.get(n, "")) for n, d in outcome.devices], changes)
+        infos = [(i.message, i.site, i.received_at) for i in fresh if isinstance(i.message, CameraInfo)]
+        if infos:
+            await cameras.store_infos(session, infos, changes)
+        snapshots = [(i.message, i.site, i.received_at) for i in fresh if isinstance(i.message, Snapshot)]
+        if snapshots:
+            await cameras.store_snapshots(session, snapshots, changes)
+        reports = [(i.message, i.site, i.received_at) for i in fresh if isinstance(i.message, DiscoveryReport)]
+        if reports:
+            await cameras.store_discoveries(session, reports, changes)
 
     async def _store_command_results(self, session: AsyncSession, fresh: list[_Accepted], outcome: _Outcome) -> None:
         for item in fresh:
@@ -615,6 +670,8 @@ class IngestService:
             session.add(record)
             outcome.events.append(record)
             outcome.nodes.add(m.node_id)
+            if not online:
+                await live.close_for_node(session, m.node_id, item.received_at, outcome.live_ended)
 
     async def _touch_nodes(self, session: AsyncSession, items: list[_Accepted], due: set[str]) -> None:
         last: dict[str, datetime] = {}
@@ -649,6 +706,11 @@ class IngestService:
             self.bus.publish("event", EventView.model_validate(record).model_dump(mode="json"))
         for command in outcome.commands:
             self.bus.publish("command_result", CommandView.model_validate(command).model_dump(mode="json"))
+        for notice in outcome.live_ended:
+            self.bus.publish("live_ended", notice)
+        if outcome.cameras:
+            async with self.db.session() as session:
+                await cameras.announce(session, self.bus, outcome.cameras)
         if outcome.nodes:
             await self.announce_nodes(outcome.nodes)
 
@@ -671,6 +733,7 @@ class IngestService:
             return 0
         now = self.clock()
         changed: set[str] = set()
+        notices: list[dict[str, Any]] = []
         async with self.db.session() as session:
             for node in (await session.scalars(select(Node).where(Node.online.is_(True)))).all():
                 limit = max(self.offline_after_s, 3 * node.health_interval_s)
@@ -694,7 +757,10 @@ class IngestService:
                         )
                     )
                     changed.add(node.node_id)
+                    await live.close_for_node(session, node.node_id, now, notices)
             await session.commit()
+        for notice in notices:
+            self.bus.publish("live_ended", notice)
         if changed:
             log.warning("ingest.nodes_stale", nodes=sorted(changed))
             await self.announce_nodes(changed)
@@ -758,9 +824,17 @@ def _health_insert_sql(dialect: str) -> str:
 
 def _sqlite_time(value: datetime) -> str:
     """The text form SQLAlchemy's SQLite DateTime stores (naive UTC, microseconds)."""
-    if value.tzinfo is not UTC:
+    if value.utcoffset() != _ZERO:  # pydantic's UTC is not datetime.UTC: compare the offset, not the object
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
+
+
+_ZERO = timedelta(0)
+
+
+def _clears_retained(topic_name: str) -> bool:
+    parts = parse_topic(topic_name)
+    return parts is not None and parts.channel in RETAINED_CHANNELS
 
 
 def _identity(value: datetime) -> datetime:

@@ -35,6 +35,7 @@ class Node(Base):
     first_seen: Mapped[datetime]
     last_health_at: Mapped[datetime | None]
     last_health: Mapped[dict[str, Any] | None]
+    box_public_key: Mapped[str | None] = mapped_column(String(64))  # X25519 (base64): secrets are sealed to it
 
 
 class SeqTrack(Base):

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
+import cv2
+import numpy as np
 from pydantic import BaseModel
 
 from varta.contract import (
     Availability,
     Birth,
+    CameraInfo,
+    CameraProfile,
     Channel,
     DeviceKind,
     DeviceState,
     DeviceStatus,
+    DiscoveredDevice,
+    DiscoveryReport,
     Event,
     Health,
+    PtzPreset,
     Severity,
+    Snapshot,
     encode,
     topic,
     utcnow,
@@ -230,3 +239,134 @@ async def publish_fleet(client: MqttClient, fleet: Fleet, *, history_hours: int 
         client, PARK, "camera.offline", "Camera at the entrance stopped streaming", Severity.CRITICAL, "cam-1"
     )
     await publish_availability(client, SCHOOL, "offline", "last_will")
+
+
+# --------------------------------------------------------------------------------------------------- cameras
+
+
+def camera_picture(label: str, *, seed: int = 0, dark: bool = False, width: int = 480, height: int = 270) -> bytes:
+    """A JPEG that looks enough like a street camera's picture to judge the wall: sky, road, a label."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    if not dark:
+        sky = np.linspace(200, 120, height // 2, dtype=np.uint8)
+        image[: height // 2] = np.dstack([sky[:, None].repeat(width, 1)] * 3) * np.array([1.0, 0.9, 0.7])
+        image[height // 2 :] = (70, 70, 75)
+        for _ in range(6):
+            x = int(rng.integers(0, width - 60))
+            h = int(rng.integers(40, height // 2))
+            color = tuple(int(c) for c in rng.integers(60, 200, 3))
+            cv2.rectangle(image, (x, height // 2 - h), (x + 50, height // 2), color, -1)
+        cv2.line(image, (0, height - 40), (width, height - 70), (230, 230, 230), 3)
+    cv2.putText(image, label, (10, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    assert ok
+    return bytes(buf.tobytes())
+
+
+async def publish_camera_birth(client: MqttClient, node: SimNode, box_public_key: str) -> None:
+    """A birth that announces the node's sealing key (cameras can be adopted with credentials)."""
+    now = utcnow()
+    birth = Birth(
+        node_id=node.node_id,
+        boot_id=node.boot_id,
+        seq=node.next_seq(),
+        ts=now,
+        site=node.site,
+        name=node.name,
+        hostname=f"pi-{node.node_id}",
+        version="0.1.0",
+        started_at=now - timedelta(hours=3),
+        health_interval_s=30,
+        box_public_key=box_public_key,
+    )
+    await _send(client, node, Channel.BIRTH, birth, retain=True)
+
+
+async def publish_camera(
+    client: MqttClient,
+    node: SimNode,
+    device_id: str,
+    name: str,
+    status: DeviceStatus,
+    *,
+    reason: str | None = None,
+    detail: str = "",
+    picture: bytes | None = None,
+    picture_age_s: float = 60,
+    ptz: bool = False,
+) -> None:
+    """A camera as its node reports it: info (retained), state (retained) and, if given, a picture."""
+    info = CameraInfo(
+        node_id=node.node_id,
+        boot_id=node.boot_id,
+        seq=node.next_seq(),
+        ts=utcnow(),
+        device_id=device_id,
+        name=name,
+        onvif_address=f"http://10.0.0.{10 + len(device_id)}/onvif/device_service",
+        manufacturer="Hikvision",
+        model="DS-2DE4425IW-DE" if ptz else "DS-2CD2143G2-I",
+        firmware="V5.7.3 build 220112",
+        serial=f"DS-{device_id.upper()}",
+        profiles=[
+            CameraProfile(
+                token="main", name="MainStream", encoding="H264", width=1920, height=1080, fps=25, role="main"
+            ),
+            CameraProfile(token="sub", name="SubStream", encoding="H264", width=640, height=360, fps=12.5, role="sub"),
+        ],
+        main_profile="main",
+        sub_profile="sub",
+        stream_uri=f"rtsp://10.0.0.{10 + len(device_id)}:554/Streaming/Channels/101",
+        ptz=ptz,
+        presets=[PtzPreset(token="1", name="Фонтан"), PtzPreset(token="2", name="Зупинка")] if ptz else [],
+        events=True,
+    )
+    await _send(client, node, Channel.INFO, info, device_id, retain=True)
+    state = DeviceState(
+        node_id=node.node_id,
+        boot_id=node.boot_id,
+        seq=node.next_seq(),
+        ts=utcnow(),
+        device_id=device_id,
+        kind=DeviceKind.CAMERA,
+        name=name,
+        status=status,
+        reason=reason,
+        detail=detail,
+        attrs={"width": 1920, "height": 1080, "fps": 25.0} if status is not DeviceStatus.OFFLINE else {},
+    )
+    await _send(client, node, Channel.STATE, state, device_id, retain=True)
+    if picture is not None:
+        snapshot = Snapshot(
+            node_id=node.node_id,
+            boot_id=node.boot_id,
+            seq=node.next_seq(),
+            ts=utcnow(),
+            device_id=device_id,
+            taken_at=utcnow() - timedelta(seconds=picture_age_s),
+            source="onvif",
+            width=480,
+            height=270,
+            data=base64.b64encode(picture).decode(),
+        )
+        await _send(client, node, Channel.SNAPSHOT, snapshot, device_id)
+
+
+async def publish_discovery(client: MqttClient, node: SimNode, count: int) -> None:
+    """A discovery report with *count* ONVIF devices."""
+    devices = [
+        DiscoveredDevice(
+            endpoint=f"urn:uuid:5f0c1a2b-0000-4000-8000-{node.node_id[:4]}{i:08d}",
+            address=f"10.0.0.{100 + i}",
+            xaddrs=[f"http://10.0.0.{100 + i}/onvif/device_service"],
+            scopes=["onvif://www.onvif.org/Profile/Streaming"],
+            name=f"IPC-{i}",
+            hardware="DS-2CD2143G2-I",
+        )
+        for i in range(1, count + 1)
+    ]
+    report = DiscoveryReport(
+        node_id=node.node_id, boot_id=node.boot_id, seq=node.next_seq(), ts=utcnow(), trigger="command", devices=devices
+    )
+    await _send(client, node, Channel.DISCOVERY, report)

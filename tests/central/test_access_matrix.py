@@ -41,7 +41,7 @@ PUBLIC_MOUNTS = {"/static": "CSS, JS, icons"}
 SESSION_ONLY = {("POST", "/api/v1/tokens"): "tokens are minted from an interactive session, not by tokens"}
 #: Bodies that pass validation, where the check under test sits behind it.
 VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {("POST", "/api/v1/tokens"): {"name": "matrix"}}
-ROLES = [Role.DISPATCHER, Role.OPERATOR, Role.ADMIN]
+ROLES = [Role.OBSERVER, Role.DISPATCHER, Role.OPERATOR, Role.ADMIN]
 HOST = "testserver"
 
 
@@ -181,6 +181,7 @@ def test_every_route_is_guarded_or_explicitly_public(central_env: CentralEnv) ->
 
     assert unguarded == []
     paths = {g.id for g in found}
+    minimum = {g.id: g.minimum for g in found}
     # The matrix really walks the app: a few routes from every router must be there.
     for expected in (
         "GET /",
@@ -191,8 +192,35 @@ def test_every_route_is_guarded_or_explicitly_public(central_env: CentralEnv) ->
         "POST /api/v1/tokens",
         "POST /api/v1/nodes/{node_id}/commands",
         "GET /api/v1/sites",
+        "GET /api/v1/cameras",
+        "GET /api/v1/cameras/{node_id}/{device_id}/snapshot",
+        "POST /api/v1/cameras/{node_id}/{device_id}/ptz/move",
+        "POST /api/v1/discovery/{item_id}/adopt",
+        "GET /cameras",
+        "GET /cameras/{node_id}/{device_id}",
+        "GET /cameras/discovery",
     ):
         assert expected in paths, expected
+    # Cameras: dispatchers watch and steer them; operators adopt, set credentials, reboot and sync clocks.
+    for route in (
+        "GET /api/v1/cameras/{node_id}/{device_id}",
+        "POST /api/v1/cameras/{node_id}/{device_id}/snapshot",
+        "POST /api/v1/cameras/{node_id}/{device_id}/ptz/stop",
+        "POST /api/v1/cameras/{node_id}/{device_id}/ptz/presets/goto",
+        "POST /api/v1/cameras/{node_id}/{device_id}/ptz/presets",
+        "GET /cameras",
+    ):
+        assert minimum[route] is Role.DISPATCHER, route
+    for route in (
+        "POST /api/v1/discovery/{item_id}/adopt",
+        "POST /api/v1/discovery/{item_id}/ignore",
+        "POST /api/v1/cameras/{node_id}/{device_id}/credentials",
+        "POST /api/v1/cameras/{node_id}/{device_id}/reboot",
+        "POST /api/v1/cameras/{node_id}/{device_id}/time-sync",
+        "GET /api/v1/discovery",
+        "GET /cameras/discovery",
+    ):
+        assert minimum[route] is Role.OPERATOR, route
     assert all(g.page for g in found if not g.path.startswith("/api/")), "HTML pages use require_page_role"
     assert not any(g.page for g in found if g.path.startswith("/api/")), "API routes use require_role"
 

@@ -101,6 +101,22 @@ async def test_garbage_is_counted_by_reason_and_ingest_carries_on(ingest_env: In
     }
 
 
+async def test_an_empty_retained_message_withdraws_state_without_counting_as_garbage(ingest_env: IngestEnv) -> None:
+    """A node clears a forgotten camera's retained state/info with an empty payload: not an error."""
+    pub = ingest_env.publisher
+    await pub.publish(topic("s1", "n4", Channel.STATE, "cam-1"), b"", retain=True)
+    await pub.publish(topic("s1", "n4", Channel.INFO, "cam-1"), b"", retain=True)
+    await pub.publish(topic("s1", "n4", Channel.HEALTH), b"")  # not retained, not a retained channel: garbage
+    await pub.publish(topic("s1", "n4", Channel.HEALTH), encode(messages.health("n4", "b1", 1)))
+
+    async def stored() -> bool:
+        return await count(ingest_env, HealthSample, node_id="n4") == 1
+
+    await eventually(stored)
+    assert ingest_env.ingest.counters.retained_cleared == 2
+    assert ingest_env.ingest.counters.rejected == {"malformed_json": 1}
+
+
 async def test_availability_marks_online_and_offline_with_events(ingest_env: IngestEnv) -> None:
     st = topic("s1", "n4", Channel.STATUS)
     await ingest_env.publisher.publish(st, encode(messages.availability("n4", "b1", "online")), retain=True)

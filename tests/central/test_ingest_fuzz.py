@@ -17,7 +17,7 @@ from central.store.db import Database
 from central.store.fleet_models import HealthSample
 from central.store.migrate import upgrade
 from tests.support import messages
-from varta.contract import MAX_PAYLOAD_BYTES, Channel, RejectReason, encode, topic
+from varta.contract import MAX_PAYLOAD_BYTES, RETAINED_CHANNELS, Channel, RejectReason, encode, topic
 from varta.mqtt import InboundMessage, MqttClient, MqttSettings
 
 CHANNELS = [Channel.HEALTH, Channel.EVENT, Channel.STATUS, Channel.BIRTH, Channel.COMMAND_RESULT]
@@ -58,22 +58,25 @@ def test_garbage_never_stops_ingest_and_is_counted_by_reason(tmp_path: Path) -> 
     def check(data: st.DataObject, channel: Channel) -> None:
         payload = data.draw(st.one_of(garbage, st.builds(lambda: mutated_valid(data))))
         c = ingest.counters
-        before = (sum(c.rejected.values()), c.stored, c.duplicates)
+        before = (sum(c.rejected.values()), c.stored, c.duplicates, c.retained_cleared)
         valid = encode(messages.health("fz", "b1", next(seq)))
         batch = [
             InboundMessage(topic("s1", "fz", channel), payload, 1, False, 1),
             InboundMessage(topic("s1", "fz", Channel.HEALTH), valid, 1, False, 2),
         ]
         loop.run_until_complete(ingest.process(batch))
-        rejected, stored, duplicates = (
+        rejected, stored, duplicates, cleared = (
             sum(c.rejected.values()) - before[0],
             c.stored - before[1],
             c.duplicates - before[2],
+            c.retained_cleared - before[3],
         )
         # The valid message behind the garbage is stored; the garbage is accounted for exactly once:
-        # rejected with a known reason, or (if a mutation happened to stay valid) stored or dropped as a repeat.
+        # rejected with a known reason, or (if a mutation happened to stay valid) stored or dropped as a repeat,
+        # or — an empty payload on a retained channel — counted as a retained message being cleared.
         assert stored >= 1
-        assert rejected + (stored - 1) + duplicates == 1
+        assert rejected + (stored - 1) + duplicates + cleared == 1
+        assert cleared == 0 or (payload == b"" and channel in RETAINED_CHANNELS)
         assert set(c.rejected) <= {r.value for r in RejectReason}
         assert c.db_errors == 0
 

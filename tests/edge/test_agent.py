@@ -247,3 +247,27 @@ async def test_killed_agent_leaves_its_last_will_and_the_next_boot_replays_its_o
     assert all(m["historical"] for m in leftovers)
     birth2 = next(i for i, m in enumerate(messages) if m["boot_id"] == boot2 and m["type"] == "birth")
     assert all(m["boot_id"] == boot2 for m in messages[birth2:])
+
+
+async def test_a_simulated_camera_answers_a_live_view_with_a_clear_no(tmp_path: Path, broker: Broker) -> None:
+    from edge.commands import CommandFailed
+    from varta.contract import Command, CommandType, LiveError, utcnow
+
+    config = edge_config(broker, tmp_path, simulator={"enabled": True, "cameras": 1, "kiosks": 0, "sirens": 0})
+    agent = EdgeAgent(config)
+    handler = agent.registry.get(CommandType.CAMERA_LIVE_START.value)
+    assert handler is not None
+    command = Command(
+        node_id=NODE,
+        boot_id="central",
+        seq=1,
+        ts=utcnow(),
+        request_id="req-live-0001",
+        command=CommandType.CAMERA_LIVE_START.value,
+        expires_at=utcnow(),
+    )
+    with pytest.raises(CommandFailed) as failed:
+        await handler(command)
+    assert failed.value.reason == LiveError.LIVE_DISABLED.value and "simulated camera" in str(failed.value)
+    # Without the simulator (and without cameras) there is no handler: central says "update the agent".
+    assert EdgeAgent(edge_config(broker, tmp_path / "plain")).registry.get("camera.live.start") is None

@@ -287,3 +287,37 @@ async def test_every_command_gets_exactly_one_result_and_rejections_are_counted(
         CommandRejection.UNKNOWN_COMMAND: 1,
     }
     assert len(env.calls) == 2
+
+
+async def test_a_slow_concurrent_command_does_not_hold_up_the_queue(env: Env) -> None:
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def slow(command: Command) -> dict[str, Any]:  # e.g. a live view whose camera is slow to open
+        order.append("slow started")
+        await release.wait()
+        order.append("slow done")
+        return {"slow": True}
+
+    async def ptz(command: Command) -> dict[str, Any]:
+        order.append(f"ptz {command.params['step']}")
+        return {}
+
+    env.agent.registry.register("test.slow", slow, concurrent=True)
+    env.agent.registry.register("test.ptz", ptz)
+    central = env.central
+    first = central.command("test.slow")
+    await central.send(first)
+    moves = [central.command("test.ptz", params={"step": step}) for step in ("move", "stop")]
+    for command in moves:
+        result = await central.call(command)  # answered while the slow one still runs
+        assert result["status"] == "ok"
+    assert order == ["slow started", "ptz move", "ptz stop"]  # the serial ones kept their order
+    release.set()
+    (slow_result,) = await central.results_for(first.request_id)
+    assert slow_result["status"] == "ok" and slow_result["result"] == {"slow": True}
+    assert order[-1] == "slow done"
+    # Delivered twice, a concurrent command still runs once.
+    await central.send(first)
+    await central.assert_no_more_results(first.request_id, expected=2)  # the second is the 'replayed' rejection
+    assert order.count("slow started") == 1

@@ -7,7 +7,8 @@ import contextlib
 from typing import Any
 
 from edge.config import SimulatorSettings
-from edge.simulator import Attrs, Simulator
+from edge.devices import Attrs
+from edge.simulator import Simulator
 from tests.edge.support import eventually
 from varta.contract import DeviceKind, DeviceStatus, Severity
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.ports import free_port, wait_for_port
+from tests.support.processes import end_process
 from varta.mqtt import MqttSettings
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -21,6 +22,9 @@ class Broker:
     workdir: Path
     port: int = field(default_factory=free_port)
     extra_conf: str = "allow_anonymous true\n"
+    # Tests that crash the broker want every second on disk. A deep queue makes each save expensive (the whole
+    # store is rewritten), so benchmarks use the shipped config's 60 s.
+    autosave_interval_s: int = 1
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -38,7 +42,7 @@ class Broker:
             "user root\n"  # as root, mosquitto would drop to 'mosquitto' and fail to save persistence here
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
-            "autosave_interval 1\n"
+            f"autosave_interval {self.autosave_interval_s}\n"
             "set_tcp_nodelay true\n"
             "max_inflight_messages 20000\n"
             "max_queued_messages 200000\n"
@@ -63,15 +67,7 @@ class Broker:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the broker (SIGTERM saves persistence; SIGKILL simulates a crash)."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc, sig)
         self.proc = None
 
     def reload(self) -> None:

@@ -24,6 +24,7 @@ from central.store.db import Database
 from central.store.migrate import upgrade
 from tests.support.broker import Broker
 from tests.support.ports import free_port
+from tests.support.processes import end_process
 from varta.signing import load_or_create_signing_key, public_key_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,14 +35,7 @@ LIVE: list[subprocess.Popen[bytes]] = []
 
 def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
     """SIGTERM (a clean shutdown), then SIGKILL if the process is still there after *timeout* seconds."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    end_process(proc, signal.SIGTERM, timeout)
 
 
 def sigkill(proc: subprocess.Popen[bytes] | None) -> None:
@@ -247,3 +241,56 @@ def wait_until(check: Any, timeout: float, interval: float = 0.05, what: str = "
             return value
         time.sleep(interval)
     raise AssertionError(f"{what} not met within {timeout} s")
+
+
+async def rtsp_camera_edge(
+    workdir: Path,
+    broker: Broker,
+    central_key_file: Path,
+    *,
+    node_id: str,
+    site: str,
+    device_id: str,
+    name: str,
+    stream_uri: str,
+    live: dict[str, Any] | None = None,
+    health_interval_s: float = 5.0,
+) -> EdgeProcess:
+    """An edge agent (not started yet) managing one RTSP-only camera already adopted in its store."""
+    from edge.cameras.store import CameraStore, StoredCamera
+
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    store = CameraStore(workdir / "cameras.json")
+    await store.load()
+    await store.put(StoredCamera(device_id=device_id, name=name, stream_uri=stream_uri))
+    return EdgeProcess(
+        workdir=workdir,
+        broker=broker,
+        central_key=public_key_text(load_or_create_signing_key(central_key_file).verify_key),
+        node_id=node_id,
+        site=site,
+        health_interval_s=health_interval_s,
+        extra={
+            "simulator": {"enabled": False},
+            "cameras": {
+                "enabled": True,
+                "store_path": str(workdir / "cameras.json"),
+                "discovery_interval_s": 0,
+                "live": live or {},
+            },
+        },
+    )
+
+
+async def wait_camera_online(db: Database, node_id: str, device_id: str, timeout: float, edge: EdgeProcess) -> None:
+    """Wait until central shows the camera ``online`` (AssertionError naming the edge's log if it never does)."""
+    from central.store import camera_queries
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with db.session() as session:
+            camera = await camera_queries.get_camera(session, node_id, device_id)
+        if camera is not None and camera.status == "online":
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"camera {node_id}/{device_id} never came online at central; edge log:\n{edge.log_tail()}")

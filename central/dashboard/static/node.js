@@ -55,7 +55,15 @@
     var tr = el('tr', 'status-' + d.status);
     tr.setAttribute('data-device-id', d.device_id);
     var name = el('td');
-    name.appendChild(el('strong', null, d.name || d.device_id));
+    var strong = el('strong');
+    if (d.kind === 'camera') {
+      var link = el('a', null, d.name || d.device_id);
+      link.href = '/cameras/' + encodeURIComponent(nodeId) + '/' + encodeURIComponent(d.device_id);
+      strong.appendChild(link);
+    } else {
+      strong.textContent = d.name || d.device_id;
+    }
+    name.appendChild(strong);
     name.appendChild(el('br'));
     name.appendChild(el('code', null, d.device_id));
     tr.appendChild(name);
