@@ -11,11 +11,15 @@ import structlog
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from central.alerts.poller import AlertService
+from central.api import alerts as alerts_api
 from central.api import audit as audit_api
 from central.api import cameras as cameras_api
 from central.api import commands as commands_api
 from central.api import fleet as fleet_api
+from central.api import incidents as incidents_api
 from central.api import live as live_api
+from central.api import reports as reports_api
 from central.api import session as session_api
 from central.api import stream as stream_api
 from central.api import system as system_api
@@ -23,10 +27,12 @@ from central.api import tokens as tokens_api
 from central.api import users as users_api
 from central.commands import CommandService
 from central.config import CentralConfig
-from central.dashboard import camera_pages
+from central.dashboard import camera_pages, incident_pages
 from central.dashboard import routes as dashboard_routes
 from central.dashboard.security import install_security_headers
+from central.incidents.engine import IncidentEngine
 from central.ingest.service import IngestService
+from central.notify.service import NotificationService
 from central.services import Services
 from central.store import migrate
 from central.store.db import Database
@@ -66,12 +72,26 @@ def create_app(config: CentralConfig, *, start_background: bool = True) -> FastA
             services.ingest = ingest
             services.commands = CommandService(command_mqtt, key, config.commands, instance_id=config.instance_id)
             services.commands.subscribe_results()
+            # Alerts, incidents and notifications: each its own task, reading and writing the store in short
+            # transactions, so none of them ever holds up ingest (notifications only leave through their sender).
+            services.alerts = AlertService(config, services.db, services.bus)
+            services.notifications = NotificationService(config, services.db)
+            services.incidents = IncidentEngine(
+                config,
+                services.db,
+                services.bus,
+                on_notifications=services.notifications.wake,
+                alerts_known_until=services.alerts.known_until,
+            )
             tasks = [
                 asyncio.create_task(mqtt.run(), name="mqtt-ingest"),
                 asyncio.create_task(command_mqtt.run(), name="mqtt-commands"),
                 asyncio.create_task(supervise("ingest", ingest.run), name="ingest"),
                 asyncio.create_task(supervise("maintenance", ingest.run_maintenance), name="maintenance"),
                 asyncio.create_task(supervise("command-results", services.commands.run_results), name="results"),
+                asyncio.create_task(supervise("alerts", services.alerts.run), name="alerts"),
+                asyncio.create_task(supervise("incidents", services.incidents.run), name="incidents"),
+                asyncio.create_task(supervise("notifications", services.notifications.run), name="notifications"),
             ]
         log.info("central.started", version=__version__, database=services.db.dialect, background=start_background)
         try:
@@ -105,11 +125,15 @@ def create_app(config: CentralConfig, *, start_background: bool = True) -> FastA
         commands_api.router,
         cameras_api.router,
         live_api.router,
+        alerts_api.router,
+        incidents_api.router,
+        reports_api.router,
         stream_api.router,
         users_api.router,
         tokens_api.router,
         audit_api.router,
-        camera_pages.router,
+        camera_pages.router,  # page routers before the dashboard's own (it has catch-all-ish routes)
+        incident_pages.router,
         dashboard_routes.router,
     ):
         app.include_router(router)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
-from varta.contract import IceServer
+from varta.contract import IceServer, Identifier
 from varta.mqtt import MqttSettings
 from varta.settings import ConfigError, YamlEnvSettings, load_settings
 
@@ -100,6 +100,131 @@ class LiveSettings(BaseModel):
     )
 
 
+class SiteSettings(BaseModel):
+    """A site (a village, a square, a school) and the official alert regions it lies in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", max_length=200, description="shown to dispatchers and in reports")
+    regions: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description=(
+            "the alert feed's region ids covering this site, widest first: its oblast, raion and hromada"
+            " (alerts.in.ua location_uid, or a CAP geocode value). An alert in any of them is an alert here"
+        ),
+    )
+
+
+AlertSourceKind = Literal["alerts_in_ua", "cap"]
+
+
+class AlertSourceSettings(BaseModel):
+    """One official alert feed. Informational only: nothing physical is ever triggered from it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="short id, stored with each alert")
+    kind: AlertSourceKind
+    url: str = Field(
+        max_length=500,
+        pattern=r"^https?://",
+        description="alerts_in_ua: the API base (https://api.alerts.in.ua); cap: the CAP 1.2 feed or alert URL",
+    )
+    token: str | None = Field(default=None, max_length=500, description="API token (prefer token_file)")
+    token_file: Path | None = Field(default=None, description="file holding the API token")
+    poll_interval_s: float = Field(
+        default=15.0,
+        ge=1.0,
+        le=3600,
+        description="seconds between polls; alerts.in.ua allows about 8-10 requests a minute per IP",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, le=120, description="longest one request may take")
+
+    def read_token(self) -> str | None:
+        """The token (from ``token`` or ``token_file``; None when neither is set)."""
+        if self.token_file is not None:
+            return self.token_file.read_text().strip() or None
+        return self.token
+
+
+class AlertSettings(BaseModel):
+    """Official air-raid alert feeds (alert periods are stored and compared with what the sirens do)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[AlertSourceSettings] = Field(default_factory=list, max_length=8)
+    stale_after_s: float = Field(
+        default=300.0, gt=0, description="a source that has not answered for this long is shown as stale"
+    )
+
+
+class IncidentSettings(BaseModel):
+    """The incident rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    siren_failure_delay_s: float = Field(
+        default=60.0, ge=0, le=3600, description="an official alert with a siren not sounding this long → siren_failure"
+    )
+    unexpected_activation_delay_s: float = Field(
+        default=5.0, ge=0, le=600, description="a siren sounding this long with no official alert → unexpected"
+    )
+    camera_fault_delay_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="a device down this long while its node is fine → its own incident (gives a power or node"
+        " outage time to arrive and absorb it first)",
+    )
+    evaluate_interval_s: float = Field(default=1.0, gt=0, le=60, description="rules are re-evaluated this often")
+
+
+class WebhookTarget(BaseModel):
+    """An HTTP endpoint that receives incident notifications as JSON (signed with HMAC-SHA256 when a secret is set)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    url: str = Field(max_length=500, pattern=r"^https?://")
+    min_severity: Literal["info", "warning", "error", "critical"] = "warning"
+    secret_file: Path | None = Field(default=None, description="HMAC key: X-Varta-Signature: sha256=<hex>")
+    timeout_s: float = Field(default=10.0, gt=0, le=60)
+
+
+class TelegramTarget(BaseModel):
+    """A Telegram chat that a bot tells about incidents."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    api_url: str = Field(default="https://api.telegram.org", max_length=300, pattern=r"^https?://")
+    bot_token: str | None = Field(default=None, max_length=200, description="prefer bot_token_file")
+    bot_token_file: Path | None = None
+    chat_id: str = Field(max_length=64, pattern=r"^-?[0-9]+$|^@[A-Za-z0-9_]{5,64}$")
+    min_severity: Literal["info", "warning", "error", "critical"] = "error"
+    language: Literal["uk", "en"] = "uk"
+    timeout_s: float = Field(default=10.0, gt=0, le=60)
+
+    def read_token(self) -> str | None:
+        """The bot token (from ``bot_token`` or ``bot_token_file``)."""
+        if self.bot_token_file is not None:
+            return self.bot_token_file.read_text().strip() or None
+        return self.bot_token
+
+
+class NotificationSettings(BaseModel):
+    """Outbound notifications about incidents: queued in the database, retried, never in the ingest's way."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhooks: list[WebhookTarget] = Field(default_factory=list, max_length=16)
+    telegram: list[TelegramTarget] = Field(default_factory=list, max_length=16)
+    max_attempts: int = Field(default=10, ge=1, le=100, description="attempts before a notification is given up")
+    retry_base_s: float = Field(default=5.0, gt=0, le=600, description="first retry delay (doubles each time)")
+    retry_max_s: float = Field(default=900.0, gt=0, le=86_400)
+
+
 class CentralMqttSettings(MqttSettings):
     """Central's broker connection: a long session, so the broker keeps queuing while central restarts."""
 
@@ -120,6 +245,10 @@ class CentralConfig(YamlEnvSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     commands: CommandSettings = Field(default_factory=CommandSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
+    sites: dict[Identifier, SiteSettings] = Field(default_factory=dict, description="names and alert regions")
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     offline_after_s: float = Field(
         default=30.0,
         gt=0,
@@ -136,13 +265,20 @@ def load_central_config(path: Path | None = None, **overrides: Any) -> CentralCo
 
 
 __all__ = [
+    "AlertSettings",
+    "AlertSourceSettings",
     "AuthSettings",
     "CentralConfig",
     "CentralMqttSettings",
     "CommandSettings",
     "ConfigError",
     "HttpSettings",
+    "IncidentSettings",
     "IngestSettings",
     "LiveSettings",
+    "NotificationSettings",
+    "SiteSettings",
+    "TelegramTarget",
+    "WebhookTarget",
     "load_central_config",
 ]

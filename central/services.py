@@ -10,8 +10,11 @@ from central.config import CentralConfig
 from central.store.db import Database
 
 if TYPE_CHECKING:
+    from central.alerts.poller import AlertService
     from central.commands import CommandService
+    from central.incidents.engine import IncidentEngine
     from central.ingest.service import IngestService
+    from central.notify.service import NotificationService
 
 
 @dataclass
@@ -23,3 +26,6 @@ class Services:
     bus: Bus = field(default_factory=Bus)
     ingest: IngestService | None = None
     commands: CommandService | None = None
+    alerts: AlertService | None = None
+    incidents: IncidentEngine | None = None
+    notifications: NotificationService | None = None

@@ -6,6 +6,9 @@
 * ``health`` every ``health.interval_s`` (telemetry), device ``state/<device>`` (retained) and ``event`` through the
   outbox, so they survive outages and restarts.
 * Every loop is supervised: an exception is logged and the loop restarted with back-off; nothing crashes the agent.
+* Uplink outages (lost and regained connection to the broker) are reported on reconnect (``uplink.restored``).
+* With ``power.enabled`` the UPS is watched through NUT; on low battery the node flushes its outbox, says
+  ``node.going_down`` and publishes ``offline``/``power_loss`` before the power dies (:meth:`EdgeAgent.going_down`).
 
 Run it with ``varta edge --config FILE`` or ``python -m edge.agent --config FILE``.
 """
@@ -34,8 +37,10 @@ from edge.devices import Attrs
 from edge.health import HealthSampler
 from edge.outbox import MessageClass, Outbox, OutboxPublisher
 from edge.simulator import Simulator
+from edge.uplink import UplinkRecorder
 from varta.aio import wait_for
 from varta.contract import (
+    GOING_DOWN_EVENT,
     RETAINED_CHANNELS,
     Availability,
     Birth,
@@ -47,8 +52,10 @@ from varta.contract import (
     DeviceStatus,
     Envelope,
     Event,
+    GoingDown,
     LiveError,
     Severity,
+    UpsReading,
     encode,
     topic,
     utcnow,
@@ -59,7 +66,9 @@ from varta.sealing import load_or_create_box_key, public_key_text
 from varta.supervise import supervise
 
 if TYPE_CHECKING:
+    from edge.alerts.monitor import SirenMonitor
     from edge.cameras.manager import CameraManager
+    from edge.power.ups import UpsMonitor
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +77,10 @@ TELEMETRY_CHANNELS: Final = frozenset({Channel.HEALTH, Channel.SNAPSHOT})
 
 PRUNE_INTERVAL_S: Final = 60.0
 SHUTDOWN_DRAIN_S: Final = 2.0
+MIN_GOODBYE_DRAIN_S: Final = 1.0  # the node.going_down event itself gets at least this long to be delivered
+#: Loops stopped first on a clean stop (before the publisher drains and the client disconnects): producers, and the
+#: uplink recorder, which must not take the agent's own disconnect for an outage.
+PRODUCER_LOOPS: Final = ("simulator", "cameras", "sirens", "ups", "uplink", "health", "commands", "maintenance")
 
 
 class EdgeAgent:
@@ -98,6 +111,21 @@ class EdgeAgent:
         """The ONVIF camera manager (when ``cameras.enabled``)."""
         if config.cameras.enabled:
             self.cameras = _camera_manager_class()(self, config.cameras)
+        self.uplink = UplinkRecorder(
+            self.client, self, state_path=self.data_dir / "uplink.json", started_at=self.started_at
+        )
+        """Records when the link to the broker was lost and regained (``uplink.restored`` on reconnect)."""
+        self.ups: UpsMonitor | None = None
+        """The UPS monitor (when ``power.enabled``)."""
+        if config.power.enabled:
+            self.ups = _ups_monitor_class()(config.power.ups, self, state_path=self.data_dir / "power.json")
+        self.sirens: SirenMonitor | None = None
+        """The siren monitor (when ``sirens.enabled``); a siren whose library is missing is a ConfigError."""
+        if config.sirens.enabled:
+            self.sirens = _siren_monitor_class()(config.sirens, self, data_dir=self.data_dir)
+        self._power_loss = False  # going down on low battery (and mains is not back yet)
+        self._power_loss_said = False  # ... and the retained status says offline/power_loss
+        self._going_down_lock = asyncio.Lock()
         self._outbox: Outbox | None = None
         self.publisher: OutboxPublisher | None = None
         self.commands: CommandProcessor | None = None
@@ -219,6 +247,62 @@ class EdgeAgent:
             return False
         return True
 
+    async def going_down(self, reading: UpsReading, device_id: str = "ups") -> None:
+        """The UPS battery is about to run out: say goodbye before the power dies.
+
+        Waits up to ``power.on_low_battery.flush_timeout_s`` for the outbox to be delivered, emits
+        ``node.going_down`` (``flushed`` says whether everything before it was delivered), gives that event the
+        rest of the time (at least a second), publishes the retained ``status`` ``offline``/``power_loss`` and runs
+        ``shutdown_command`` when one is set. Stops early (and says nothing more) when :meth:`power_back` is called
+        meanwhile. Runs once per low-battery episode; a second call while one runs returns at once. The UPS monitor
+        runs it as a task and cancels it when mains comes back, then calls :meth:`power_back`.
+        """
+        if self._going_down_lock.locked() or self._power_loss:
+            return
+        async with self._going_down_lock:
+            self._power_loss = True
+            settings = self.config.power.on_low_battery
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + settings.flush_timeout_s
+            log.error("agent.going_down", device_id=device_id, ups_status=reading.status)
+            flushed = await self.outbox.wait_empty(settings.flush_timeout_s)
+            data = GoingDown(reading=reading, flushed=flushed)
+            await self.emit_event(
+                GOING_DOWN_EVENT,
+                Severity.CRITICAL,
+                device_id,
+                "UPS battery low: this node is going down",
+                data.model_dump(mode="json"),
+            )
+            delivered = await self.outbox.wait_empty(max(deadline - loop.time(), MIN_GOODBYE_DRAIN_S))
+            if not self._power_loss:
+                log.info("agent.going_down_called_off", device_id=device_id)
+                return
+            self._power_loss_said = True  # also what a reconnect publishes from now on
+            announced = await self._publish_status("offline", "power_loss")
+            log.error(
+                "agent.power_loss_announced",
+                flushed=flushed,
+                delivered=delivered,
+                announced=announced,
+                pending=self.outbox.stats().pending,
+            )
+            if settings.shutdown_command and self._power_loss:
+                await _run_shutdown(settings.shutdown_command, settings.shutdown_timeout_s)
+
+    async def power_back(self, reading: UpsReading, device_id: str = "ups") -> None:
+        """Mains came back after :meth:`going_down` began: say ``online`` again and carry on."""
+        if not self._power_loss:
+            return
+        said, self._power_loss, self._power_loss_said = self._power_loss_said, False, False
+        announced = await self._publish_status("online", "connected") if said else False
+        log.info("agent.power_back", device_id=device_id, ups_status=reading.status, announced=announced)
+
+    @property
+    def power_loss(self) -> bool:
+        """The node is going down on low battery (:meth:`going_down` began) and mains has not come back since."""
+        return self._power_loss
+
     @property
     def data_dir(self) -> Path:
         """The node's data folder (the outbox's folder: also ``box.key`` and the camera store)."""
@@ -272,6 +356,11 @@ class EdgeAgent:
                 loops["simulator"] = self.simulator.run
             if self.cameras is not None:
                 loops["cameras"] = self.cameras.run
+            loops["uplink"] = self.uplink.run
+            if self.ups is not None:
+                loops["ups"] = self.ups.run
+            if self.sirens is not None:
+                loops["sirens"] = self.sirens.run
             tasks = [asyncio.create_task(supervise(n, f, stop), name=f"edge-{n}") for n, f in loops.items()]
             self._ready.set()
             log.info("agent.started", loops=sorted(loops))
@@ -309,9 +398,9 @@ class EdgeAgent:
         return encode(message)
 
     async def _on_connect(self) -> None:
-        await self.client.publish(
-            self._topic(Channel.STATUS), self._availability("online", "connected"), qos=1, retain=True
-        )
+        # A node that said it is going down stays "going down" across reconnects until mains is back.
+        state, reason = ("offline", "power_loss") if self._power_loss_said else ("online", "connected")
+        await self.client.publish(self._topic(Channel.STATUS), self._availability(state, reason), qos=1, retain=True)
         if not self._birth_sent:
             try:
                 await self._enqueue_birth()
@@ -319,6 +408,17 @@ class EdgeAgent:
                 log.exception("agent.birth_failed")  # tried again on the next connect
             else:
                 self._birth_sent = True
+
+    async def _publish_status(self, state: str, reason: str) -> bool:
+        """Publish the retained ``status`` now (not through the outbox: seq 0); False when not connected."""
+        try:
+            await self.client.publish(
+                self._topic(Channel.STATUS), self._availability(state, reason), qos=1, retain=True, timeout=5.0
+            )
+        except Exception as exc:  # not connected, refused, no PUBACK in time
+            log.warning("agent.status_not_published", state=state, reason=reason, error=str(exc)[:200])
+            return False
+        return True
 
     async def _enqueue_birth(self) -> None:
         birth = Birth(
@@ -354,10 +454,14 @@ class EdgeAgent:
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         """Stop producers, give the publisher a moment to drain, publish ``offline``/``shutdown``, disconnect."""
         by_name = {t.get_name(): t for t in tasks}
-        for name in ("edge-simulator", "edge-cameras", "edge-health", "edge-commands", "edge-maintenance"):
-            task = by_name.get(name)
+        for name in PRODUCER_LOOPS:
+            task = by_name.get(f"edge-{name}")
             if task is not None:
                 task.cancel()
+        # The uplink recorder must have stopped before the client disconnects (a clean stop is not an outage).
+        quick = {by_name[n] for n in ("edge-uplink", "edge-ups") if n in by_name}
+        if quick:
+            await asyncio.wait(quick, timeout=SHUTDOWN_DRAIN_S)
         if self.client.connected.is_set():
             drained = await self.outbox.wait_empty(SHUTDOWN_DRAIN_S)
             if not drained:
@@ -367,6 +471,55 @@ class EdgeAgent:
             publisher.cancel()
             await asyncio.gather(publisher, return_exceptions=True)
         await self.client.stop(final=(self._topic(Channel.STATUS), self._availability("offline", "shutdown"), True))
+
+
+def _siren_monitor_class() -> type[SirenMonitor]:
+    """The siren monitor, imported only on nodes that watch sirens (it imports gpiozero / pymodbus per siren)."""
+    from edge.alerts.monitor import SirenMonitor
+
+    return SirenMonitor
+
+
+def _ups_monitor_class() -> type[UpsMonitor]:
+    """The UPS monitor, imported only on nodes that watch a UPS."""
+    from edge.power.ups import UpsMonitor
+
+    return UpsMonitor
+
+
+async def _run_shutdown(command: list[str], timeout_s: float) -> None:
+    """Run the configured shutdown command (no shell), killed after *timeout_s*; the outcome is logged.
+
+    Once started it is never called off: mains coming back or the agent stopping leaves it running.
+    """
+    log.error("agent.shutdown_command", command=command)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        log.error("agent.shutdown_command_failed", command=command, error=str(exc)[:200])
+        return
+    try:
+        _, stderr = await wait_for(proc.communicate(), timeout_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        log.error("agent.shutdown_command_timeout", command=command, timeout_s=timeout_s)
+        return
+    except asyncio.CancelledError:  # the agent stops (the shutdown itself stops it): the command carries on
+        log.info("agent.shutdown_command_left_running", command=command, pid=proc.pid)
+        raise
+    report = log.info if proc.returncode == 0 else log.error
+    report(
+        "agent.shutdown_command_done",
+        command=command,
+        returncode=proc.returncode,
+        stderr=stderr.decode(errors="replace")[-500:],
+    )
 
 
 def _camera_manager_class() -> type[CameraManager]:
@@ -421,6 +574,9 @@ def main(config_path: Path | None) -> int:
             return 2
     try:
         asyncio.run(_main_async(config))
+    except ConfigError as exc:  # e.g. a siren whose adapter library is not installed
+        print(f"varta edge: {exc}", file=sys.stderr)
+        return 2
     except Exception:
         log.exception("agent.failed")
         return 1

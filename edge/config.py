@@ -14,7 +14,9 @@ from nacl.signing import VerifyKey
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from edge.alerts.config import SirensSettings
 from edge.cameras.config import CameraSettings
+from edge.power.config import LowBatterySettings, PowerSettings, UpsSettings
 from varta.contract import MAX_PAYLOAD_BYTES, Identifier
 from varta.mqtt import MqttSettings
 from varta.settings import ConfigError, YamlEnvSettings, load_settings
@@ -142,6 +144,8 @@ class EdgeConfig(YamlEnvSettings):
     commands: CommandSettings = Field(default_factory=CommandSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
     cameras: CameraSettings = Field(default_factory=CameraSettings)
+    power: PowerSettings = Field(default_factory=PowerSettings, description="the node's UPS through NUT")
+    sirens: SirensSettings = Field(default_factory=SirensSettings, description="sirens watched (never triggered)")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: Literal["console", "json"] = "console"
 
@@ -165,7 +169,11 @@ __all__ = [
     "ConfigError",
     "EdgeConfig",
     "HealthSettings",
+    "LowBatterySettings",
     "OutboxSettings",
+    "PowerSettings",
     "SimulatorSettings",
+    "SirensSettings",
+    "UpsSettings",
     "load_edge_config",
 ]

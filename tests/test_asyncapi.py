@@ -23,6 +23,7 @@ from varta.asyncapi import (
 )
 from varta.contract import (
     CHANNEL_MODELS,
+    EVENT_DATA,
     RETAINED_CHANNELS,
     SCHEMA_VERSION,
     Channel,
@@ -209,4 +210,8 @@ def test_every_command_has_its_params_documented() -> None:
         if entry["params"] is not None:
             assert entry["params"]["$ref"].split("/")[-1] in doc["components"]["schemas"]
     events = doc["components"]["messages"]["Event"]["x-event-data"]
-    assert events == {"camera.live.ended": {"$ref": "#/components/schemas/LiveEnded"}}
+    assert events["camera.live.ended"] == {"$ref": "#/components/schemas/LiveEnded"}
+    assert events["siren.state_changed"] == {"$ref": "#/components/schemas/SirenChanged"}
+    assert set(events) == set(EVENT_DATA)
+    for ref in events.values():
+        assert ref["$ref"].split("/")[-1] in doc["components"]["schemas"]

@@ -161,7 +161,10 @@ class Availability(Envelope):
 
     type: Literal["availability"] = "availability"
     state: Literal["online", "offline"]
-    reason: Literal["connected", "shutdown", "last_will"] = "connected"
+    reason: Literal["connected", "shutdown", "last_will", "power_loss"] = Field(
+        default="connected",
+        description="why: ``power_loss`` is said by a node whose UPS battery is about to run out, before it dies",
+    )
 
 
 class Birth(Envelope):
@@ -607,6 +610,135 @@ class LiveEnded(BaseModel):
     frames_sent: int = Field(default=0, ge=0)
 
 
+# ------------------------------------------------------------------------------------------ sirens, power, uplink
+# Varta MONITORS sirens; it never triggers one. A siren's state is retained on ``state/<siren>`` (kind ``siren``,
+# ``reason`` = its :class:`SirenState`, ``attrs`` = its inputs) and every change is a ``siren.state_changed`` event.
+# A UPS is retained on ``state/<ups>`` (kind ``ups``, ``reason`` = its :class:`PowerReason`); mains lost / restored,
+# low battery and the node going down are events. The uplink outage is reported as an event on reconnect.
+
+SIREN_CHANGED_EVENT: Final = "siren.state_changed"
+MAINS_LOST_EVENT: Final = "power.mains_lost"
+MAINS_RESTORED_EVENT: Final = "power.mains_restored"
+LOW_BATTERY_EVENT: Final = "power.low_battery"
+GOING_DOWN_EVENT: Final = "node.going_down"
+UPLINK_RESTORED_EVENT: Final = "uplink.restored"
+
+
+class SirenState(StrEnum):
+    """What a siren is doing, from its debounced inputs (``reason`` of its device state)."""
+
+    IDLE = "idle"  # powered, not sounding, no fault
+    SOUNDING = "sounding"  # the contactor is engaged
+    FAULT = "fault"  # the siren's controller reports a fault
+    UNPOWERED = "unpowered"  # no supply (phase-loss relay open)
+    UNKNOWN = "unknown"  # the inputs cannot be read (I/O module unreachable, garbage)
+
+
+#: The device status a siren state is shown with.
+SIREN_STATUS: Final[dict[SirenState, DeviceStatus]] = {
+    SirenState.IDLE: DeviceStatus.ONLINE,
+    SirenState.SOUNDING: DeviceStatus.ONLINE,
+    SirenState.FAULT: DeviceStatus.DEGRADED,
+    SirenState.UNPOWERED: DeviceStatus.OFFLINE,
+    SirenState.UNKNOWN: DeviceStatus.UNKNOWN,
+}
+
+
+class SirenInputs(BaseModel):
+    """A siren's three monitored inputs after debouncing (``None``: not wired or not readable)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    supply: bool | None = Field(default=None, description="supply present (phase-loss relay closed)")
+    contactor: bool | None = Field(default=None, description="contactor engaged: the siren is sounding")
+    fault: bool | None = Field(default=None, description="the siren controller's fault output")
+
+
+class SirenChanged(BaseModel):
+    """``data`` of a ``siren.state_changed`` event (the event's ``device_id`` names the siren)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state: SirenState
+    previous: SirenState
+    changed_at: datetime = Field(description="when the debounced inputs settled in the new state")
+    previous_since: datetime | None = Field(default=None, description="when the previous state began")
+    previous_duration_s: float | None = Field(default=None, ge=0, description="how long the previous state lasted")
+    inputs: SirenInputs = Field(default_factory=SirenInputs)
+    detail: str = Field(default="", max_length=500, description="why the inputs could not be read, for unknown")
+
+
+class PowerReason(StrEnum):
+    """``reason`` of a UPS device state."""
+
+    ON_LINE = "on_line"  # mains present (OL)
+    ON_BATTERY = "on_battery"  # mains lost, running on the battery (OB)
+    LOW_BATTERY = "low_battery"  # on battery and the UPS says the battery is low (OB LB)
+    UNREACHABLE = "unreachable"  # NUT does not answer or the UPS is stale
+
+
+class UpsReading(BaseModel):
+    """One reading of a UPS through NUT."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: str = Field(default="", max_length=64, description="NUT ups.status, e.g. 'OL', 'OB', 'OB LB'")
+    battery_charge: float | None = Field(default=None, ge=0, le=100, description="percent")
+    battery_runtime_s: float | None = Field(default=None, ge=0, description="seconds left on the battery")
+    input_voltage: float | None = Field(default=None, ge=0, le=1000, description="volts")
+
+
+class MainsLost(BaseModel):
+    """``data`` of a ``power.mains_lost`` event (``device_id``: the UPS)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lost_at: datetime
+    reading: UpsReading
+
+
+class MainsRestored(BaseModel):
+    """``data`` of a ``power.mains_restored`` event (``device_id``: the UPS)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lost_at: datetime
+    restored_at: datetime
+    duration_s: float = Field(ge=0, description="how long the node ran without mains")
+    reading: UpsReading
+
+
+class LowBattery(BaseModel):
+    """``data`` of a ``power.low_battery`` event (``device_id``: the UPS)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lost_at: datetime | None = Field(default=None, description="when mains was lost, if seen")
+    reading: UpsReading
+
+
+class GoingDown(BaseModel):
+    """``data`` of a ``node.going_down`` event: the node expects to lose power (it then says ``power_loss``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: Literal["low_battery"] = "low_battery"
+    reading: UpsReading
+    flushed: bool = Field(description="the outbox was empty (everything before this was delivered) when sent")
+
+
+class UplinkRestored(BaseModel):
+    """``data`` of an ``uplink.restored`` event: the node lost its link to central (the broker) and got it back."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lost_at: datetime
+    restored_at: datetime
+    duration_s: float = Field(ge=0)
+    attempts: int = Field(default=0, ge=0, description="connection attempts that failed in between")
+    across_restart: bool = Field(default=False, description="the outage began before the agent last started")
+
+
 #: The ``params`` model of every command (``None``: it takes none). Both sides validate with these; the AsyncAPI
 #: document lists them under the command message (``x-commands``).
 COMMAND_PARAMS: Final[dict[CommandType, type[BaseModel] | None]] = {
@@ -630,7 +762,15 @@ COMMAND_PARAMS: Final[dict[CommandType, type[BaseModel] | None]] = {
 #: Commands whose successful ``result`` has a fixed shape (central reads these fields).
 COMMAND_RESULTS: Final[dict[CommandType, type[BaseModel]]] = {CommandType.CAMERA_LIVE_START: LiveStartResult}
 #: Events whose ``data`` has a fixed shape, by ``kind``.
-EVENT_DATA: Final[dict[str, type[BaseModel]]] = {LIVE_ENDED_EVENT: LiveEnded}
+EVENT_DATA: Final[dict[str, type[BaseModel]]] = {
+    LIVE_ENDED_EVENT: LiveEnded,
+    SIREN_CHANGED_EVENT: SirenChanged,
+    MAINS_LOST_EVENT: MainsLost,
+    MAINS_RESTORED_EVENT: MainsRestored,
+    LOW_BATTERY_EVENT: LowBattery,
+    GOING_DOWN_EVENT: GoingDown,
+    UPLINK_RESTORED_EVENT: UplinkRestored,
+}
 
 
 NodeMessage = Annotated[
@@ -706,6 +846,7 @@ def decode(channel: Channel, payload: bytes, *, max_bytes: int | None = None) ->
     except ValidationError:
         pass
     else:
+        _check_event_data(fast)
         return fast
     try:
         raw = orjson.loads(payload)
@@ -722,7 +863,29 @@ def decode(channel: Channel, payload: bytes, *, max_bytes: int | None = None) ->
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise ContractError(RejectReason.INVALID_SCHEMA, f"{where}: {first.get('msg', '')}"[:300]) from None
+    _check_event_data(model)
     return model
+
+
+def event_data(event: Event) -> BaseModel | None:
+    """The typed ``data`` of an event whose kind has a fixed shape (:data:`EVENT_DATA`); None for other kinds.
+
+    Raises :class:`ContractError` (``invalid_schema``) when the data does not fit its kind's model.
+    """
+    model = EVENT_DATA.get(event.kind)
+    if model is None:
+        return None
+    try:
+        return model.model_validate(event.data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in ("data", *first.get("loc", ())))
+        raise ContractError(RejectReason.INVALID_SCHEMA, f"{where}: {first.get('msg', '')}"[:300]) from None
+
+
+def _check_event_data(message: Envelope) -> None:
+    if isinstance(message, Event) and message.kind in EVENT_DATA:
+        event_data(message)
 
 
 def decode_for_topic(topic_name: str, payload: bytes, *, max_bytes: int | None = None) -> Envelope:

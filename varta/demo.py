@@ -8,6 +8,11 @@ Simulated cameras describe themselves, send test-card thumbnails and a discovery
 When Debian's GStreamer RTSP server is installed, one more node (``camera-node``) looks after one real camera after
 the banner is printed: GStreamer's RTSP server with a moving test pattern behind the project's ONVIF simulator,
 adopted and monitored like a real one. Without GStreamer the demo runs without it.
+
+Every node watches one simulated siren, the third one also a simulated UPS, and central polls a local alert feed
+that answers like alerts.in.ua: :mod:`varta.demo_scenario` plays alerts, a silent siren, an unannounced one and a
+blackout every ten minutes, so the incident list, the siren panel, the alert banner and the report have something
+to show.
 """
 
 from __future__ import annotations
@@ -99,8 +104,9 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
     from central.config import CentralConfig, CommandSettings, HttpSettings, IngestSettings
     from central.store import migrate
     from central.store.db import Database
-    from edge.agent import run_agent
+    from edge.agent import EdgeAgent
     from edge.config import EdgeConfig
+    from varta.demo_scenario import DEMO_REGIONS, DEMO_SIRENS, DemoAlertFeed, DemoUps, play
     from varta.mqtt import MqttSettings
     from varta.signing import load_or_create_signing_key, public_key_text
 
@@ -114,6 +120,8 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
 
     mqtt = MqttSettings(port=broker_port, protocol="3.1.1", session_expiry_s=3600)
     key_file = data / "central-signing.key"
+    feed = DemoAlertFeed()
+    feed_port = await feed.start()
     config = CentralConfig(
         database_url=f"sqlite+aiosqlite:///{data / 'central.db'}",
         data_dir=data,
@@ -121,6 +129,18 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
         mqtt=mqtt.model_dump(),
         ingest=IngestSettings(use_shared_subscription=False),
         commands=CommandSettings(signing_key_file=key_file),
+        sites={site: {"name": name, "regions": regions} for site, (name, regions) in DEMO_REGIONS.items()},
+        alerts={
+            "sources": [
+                {
+                    "name": "demo",
+                    "kind": "alerts_in_ua",
+                    "url": f"http://127.0.0.1:{feed_port}",
+                    "token": feed.token,
+                    "poll_interval_s": 7.5,
+                }
+            ]
+        },
     )
     await asyncio.to_thread(migrate.upgrade, config.database_url)
     db = Database(config.database_url)
@@ -135,8 +155,11 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
     server_task = asyncio.create_task(server.serve(), name="central")
     edge_stop = asyncio.Event()
     edge_tasks = []
+    agents: list[EdgeAgent] = []
+    ups = DemoUps()
     for i in range(options.nodes):
         site = DEMO_SITES[i % len(DEMO_SITES)]
+        blackout_node = i == min(2, options.nodes - 1)  # the village south's node runs on a (simulated) UPS
         edge = EdgeConfig(
             node_id=f"node-{i + 1}",
             site=site,
@@ -145,9 +168,19 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
             outbox={"path": data / f"node-{i + 1}" / "outbox.db"},
             health={"interval_s": options.health_interval_s},
             commands={"central_public_keys": [public_key_text(key.verify_key)]},
-            simulator={"enabled": True, "cameras": 2 + i, "events_per_s": 0.1},
+            simulator={"enabled": True, "cameras": 2 + i, "sirens": 0, "events_per_s": 0.1},
+            sirens={
+                "enabled": True,
+                "sirens": [{"device_id": f"siren-{i + 1}", "name": DEMO_SIRENS[site], "inputs": {"kind": "simulated"}}],
+            },
+            power={"enabled": blackout_node, "ups": {"name": "demo", "poll_interval_s": 2.0}},
         )
-        edge_tasks.append(asyncio.create_task(run_agent(edge, stop=edge_stop), name=f"edge-{i + 1}"))
+        agent = EdgeAgent(edge)
+        if agent.ups is not None:
+            agent.ups.client = ups  # answers like NUT; the scenario switches it to battery and back
+        agents.append(agent)
+        edge_tasks.append(asyncio.create_task(agent.run(edge_stop), name=f"edge-{i + 1}"))
+    scenario = asyncio.create_task(play(feed, agents, ups if options.nodes >= 3 else None), name="demo-scenario")
 
     while not server.started and not server_task.done():
         await asyncio.sleep(0.05)
@@ -160,6 +193,7 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
     try:
         await stop.wait()
     finally:
+        scenario.cancel()
         edge_stop.set()
         await asyncio.gather(*edge_tasks, return_exceptions=True)
         if camera_task is not None:
@@ -169,6 +203,7 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
         with contextlib.suppress(Exception):
             await wait_for(server_task, 10)
         await broker.shutdown()
+        await feed.stop()
 
 
 def gstreamer_available() -> bool:
@@ -305,6 +340,9 @@ def _banner(http_port: int, broker_port: int, data: Path, nodes: int) -> None:
 
     Embedded MQTT broker (amqtt, MQTT 3.1.1): 127.0.0.1:{broker_port} — loopback only.
     {nodes} simulated edge node(s) with cameras, a kiosk and a siren; data in {data}
+    Every 10 minutes (first after 45 s): an official air-raid alert from a local feed; one siren sounds, one stays
+    silent (siren_failure), later a siren sounds with no alert and the third site has a blackout (power_outage).
+    See Incidents, Sirens and Reports in the dashboard.
     Stop with Ctrl+C.
 """,
         flush=True,

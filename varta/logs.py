@@ -45,5 +45,6 @@ def setup_logging(level: str = "INFO", fmt: LogFormat = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.INFO) if numeric < logging.INFO else numeric)
-    for noisy in ("uvicorn.access", "amqtt", "transitions", "aiosqlite", "sqlalchemy.engine"):
+    # httpx logs every request URL at INFO, and a Telegram Bot API URL carries the bot token.
+    for noisy in ("uvicorn.access", "amqtt", "transitions", "aiosqlite", "sqlalchemy.engine", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -282,6 +282,8 @@ class MqttClient:
         self.disconnected = asyncio.Event()
         self.disconnected.set()
         self.connections = 0  # successful connections so far
+        self.failed_attempts = 0  # connection attempts that failed (the first protocol switch of "auto" is not one)
+        self._fallbacks = 0
         self.inbound_paused = 0  # times reading stopped because the consumer lagged (backpressure)
         self._pause_logged = -1e9
         self._stopping = False
@@ -478,6 +480,7 @@ class MqttClient:
             conn.client.loop_start()
         except (OSError, ValueError) as exc:
             log.warning("mqtt.connect_error", error=str(exc), host=s.host, port=s.port)
+            self.failed_attempts += 1
             self._teardown(conn)
             return False
         done = asyncio.ensure_future(conn.connected.wait())
@@ -495,6 +498,9 @@ class MqttClient:
             if self.settings.protocol == "auto" and not self._protocol_known and refused_protocol:
                 self._protocol = paho.MQTTv311 if self._protocol == paho.MQTTv5 else paho.MQTTv5
                 log.info("mqtt.protocol_fallback", protocol=self.protocol_name)
+                self._fallbacks += 1
+                if self._fallbacks > 1:  # both protocols went unanswered: the broker is not reachable
+                    self.failed_attempts += 1
             else:
                 log.warning(
                     "mqtt.connect_failed",
@@ -503,10 +509,12 @@ class MqttClient:
                     reason=conn.close_reason
                     or (f"connack {conn.connack_code}" if conn.connack_code is not None else "timeout"),
                 )
+                self.failed_attempts += 1
             self._teardown(conn)
             return False
         self._protocol_known = True
         if not await self._subscribe_all(conn):
+            self.failed_attempts += 1
             self._teardown(conn)
             return False
         self.connections += 1

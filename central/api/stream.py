@@ -47,12 +47,15 @@ async def sse_events(bus: Bus, request: Request, keepalive_s: float = KEEPALIVE_
     responses={
         200: {
             "content": {"text/event-stream": {}},
-            "description": "events: node, health, event, device, command_result, camera, discovery",
+            "description": (
+                "events: node, health, event, device, command_result, camera, discovery, live_ended, alert, incident"
+            ),
         }
     },
 )
 async def stream(request: Request, services: Annotated[Services, Depends(get_services)]) -> StreamingResponse:
-    """Live events: ``node``, ``health``, ``event``, ``device``, ``command_result``, ``camera``, ``discovery``."""
+    """Live events: ``node``, ``health``, ``event``, ``device``, ``command_result``, ``camera``, ``discovery``,
+    ``live_ended``, ``alert`` (official alert periods) and ``incident``."""
     return StreamingResponse(
         sse_events(services.bus, request),
         media_type="text/event-stream",

@@ -28,6 +28,15 @@ DOMAIN: Final = "varta"
 PACKAGE_DIR: Final = Path(__file__).parent
 LOCALE_DIR: Final = PACKAGE_DIR / "locale"
 TEMPLATES_DIR: Final = PACKAGE_DIR / "templates"
+#: Where msgids come from: the dashboard, and the central packages whose words reach people (the alert banner,
+#: incident titles and notifications, the availability report).
+SOURCE_DIRS: Final = (
+    PACKAGE_DIR,
+    PACKAGE_DIR.parent / "alerts",
+    PACKAGE_DIR.parent / "incidents",
+    PACKAGE_DIR.parent / "notify",
+    PACKAGE_DIR.parent / "reports",
+)
 
 #: How Babel finds msgids: ``_()``/``gettext()``/``N_()`` in Python, ``{% trans %}`` and ``_()`` in templates.
 METHOD_MAP: Final = [("**.py", "python"), ("templates/**.html", "jinja2.ext:babel_extract")]
@@ -152,16 +161,17 @@ def js_messages(language: str) -> dict[str, str]:
     return {key: tr.gettext(msgid) for key, msgid in JS_MESSAGES.items()}
 
 
-def extract_msgids(directory: Path = PACKAGE_DIR) -> set[str]:
-    """Every msgid used in the dashboard's Python code and templates."""
+def extract_msgids(*directories: Path) -> set[str]:
+    """Every msgid used in the Python code and templates of *directories* (default: :data:`SOURCE_DIRS`)."""
     found: set[str] = set()
-    for _file, _line, message, _comments, _context in extract_from_dir(
-        str(directory), METHOD_MAP, options_map=EXTRACT_OPTIONS, keywords=KEYWORDS
-    ):
-        if isinstance(message, str):
-            found.add(message)
-        else:
-            found.update(m for m in message if m)
+    for directory in directories or SOURCE_DIRS:
+        for _file, _line, message, _comments, _context in extract_from_dir(
+            str(directory), METHOD_MAP, options_map=EXTRACT_OPTIONS, keywords=KEYWORDS
+        ):
+            if isinstance(message, str):
+                found.add(message)
+            else:
+                found.update(m for m in message if m)
     return found
 
 

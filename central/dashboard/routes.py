@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from central.alerts.banner import banner_context
 from central.api.schemas import NodeView
 from central.auth import tokens as token_service
 from central.auth import users as user_service
@@ -202,6 +203,7 @@ def _context(request: Request, language: str, viewer: Viewer | None, page: str, 
         "flash": None,
         "error": None,
         "server_now": utcnow().isoformat(),
+        "alert_banner": getattr(request.state, "alert_banner", None),
     }
     ctx.update(extra)
     return ctx
@@ -213,6 +215,7 @@ async def _viewer(session: AsyncSession, request: Request, principal: Principal)
         raise LoginRequired("/login")
     viewer = Viewer(user.id, user.username, user.display_name or user.username, Role(user.role))
     language = pick_language(user.language, cookie_language(request), default=_config(request).default_language)
+    request.state.alert_banner = await banner_context(session, _config(request), get_services(request).alerts)
     return viewer, language, user
 
 

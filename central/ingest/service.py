@@ -689,7 +689,15 @@ class IngestService:
     # ------------------------------------------------------------------------------------------ announce
 
     async def _announce(self, outcome: _Outcome) -> None:
-        if self.bus.subscribers == 0:
+        if self.bus.subscribers == 0:  # no stream to build payloads for; the watchers (incident rules) still hear
+            for kind, changed in (
+                ("device", outcome.devices),
+                ("event", outcome.events),
+                ("node", outcome.nodes),
+                ("camera", outcome.cameras),
+            ):
+                if changed:
+                    self.bus.touch(kind)
             return
         now = time.monotonic()
         for node_id, point in outcome.health.items():

@@ -1,7 +1,15 @@
 """Imports every table module so ``Base.metadata`` is complete (Alembic and tests use this)."""
 
 from central.auth import models as auth_models
-from central.store import camera_models, fleet_models, live_models
+from central.store import alert_models, camera_models, fleet_models, incident_models, live_models
 from central.store.base import Base
 
-__all__ = ["Base", "auth_models", "camera_models", "fleet_models", "live_models"]
+__all__ = [
+    "Base",
+    "alert_models",
+    "auth_models",
+    "camera_models",
+    "fleet_models",
+    "incident_models",
+    "live_models",
+]

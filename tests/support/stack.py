@@ -67,6 +67,8 @@ class CentralProcess:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     token: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """More config sections (``sites``, ``alerts``, ``incidents``, …), merged over the defaults."""
 
     @property
     def url(self) -> str:
@@ -97,6 +99,7 @@ class CentralProcess:
             "commands": {"signing_key_file": str(self.key_file)},
             "ingest": {"batch_wait_s": 0.01},
         }
+        config.update(self.extra)
         (self.workdir / "central.yaml").write_text(yaml.safe_dump(config))
 
     async def _make_token(self) -> str:

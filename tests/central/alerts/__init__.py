@@ -1,0 +1,1 @@
+"""Tests of the official alert feeds at central."""
