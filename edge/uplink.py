@@ -26,7 +26,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict
 
 from edge.devices import DeviceSink
-from edge.power.statefile import StateFile
+from edge.statefile import StateFile
 from varta.aio import wait_event
 from varta.contract import UPLINK_RESTORED_EVENT, Severity, UplinkRestored, utcnow
 

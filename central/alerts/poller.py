@@ -35,6 +35,7 @@ from central.store.db import Database
 from varta.aio import wait_for
 from varta.contract import utcnow
 from varta.supervise import supervise
+from varta.throttle import LogThrottle
 
 log = structlog.get_logger(__name__)
 
@@ -111,8 +112,7 @@ class SourcePoller:
         self.consecutive_errors = 0
         self.active = 0
         self._stale_announced = False
-        self._last_log: dict[str, float] = {}
-        self._suppressed: Counter[str] = Counter()
+        self._logs = LogThrottle(LOG_EVERY_S)
 
     # ------------------------------------------------------------------------------------------ status
 
@@ -195,8 +195,9 @@ class SourcePoller:
         try:
             result = await wait_for(self._store(document, polled_at), STORE_TIMEOUT_S)
         except Exception as exc:  # the database is down or refused: the feed's news waits for the next poll
-            if self._should_log("db_error"):
-                log.exception("alerts.store_failed", source=self.name, suppressed=self._suppressed.pop("db_error", 0))
+            held = self._logs.allow("db_error", time.monotonic())
+            if held is not None:
+                log.exception("alerts.store_failed", source=self.name, suppressed=held)
             return self._failed(FeedError("db_error", f"{type(exc).__name__}: {exc}"), logged=True)
         self._succeeded(polled_at, changed, result)
         return self.interval_s
@@ -260,19 +261,10 @@ class SourcePoller:
         self._announce_staleness()
         return delay
 
-    def _should_log(self, key: str) -> bool:
-        now = time.monotonic()
-        last = self._last_log.get(key)
-        if last is not None and now - last < LOG_EVERY_S:
-            self._suppressed[key] += 1
-            return False
-        self._last_log[key] = now
-        return True
-
     def _log_rate_limited(self, key: str, event: str, **fields: object) -> None:
-        if self._should_log(key):
-            suppressed = self._suppressed.pop(key, 0)
-            log.warning(event, suppressed=suppressed, **fields)
+        held = self._logs.allow(key, time.monotonic())
+        if held is not None:
+            log.warning(event, suppressed=held, **fields)
 
     def _publish(self, change: str, row: AlertPeriod) -> None:
         sites = sorted(site_id for site_id, site in self.sites.items() if covers(row, site.regions))

@@ -1,31 +1,26 @@
 """When each siren last sounded, kept across agent restarts ("last test" on the dashboard's siren panel).
 
 One small JSON file (``sirens.json`` in the node's data folder) holding ``{siren: {last_sounded_at,
-last_sounding_s}}``. It is written to a temporary file in the same folder, fsynced and renamed over the old one, in
-a thread, with a time limit. A file that cannot be read is logged and ignored (it is overwritten on the next
-change); a write that fails is logged and counted, the values stay in memory. None of this ever stops a siren.
+last_sounding_s}}``, kept with :class:`~edge.statefile.StateFile` (atomic, in a thread, with a time limit). A file
+that cannot be read is counted, logged and moved aside; a write that fails is logged and counted, the values stay in
+memory. None of this ever stops a siren.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-import orjson
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from varta.aio import wait_for
+from edge.statefile import StateFile
 
 log = structlog.get_logger(__name__)
 
 FILE_NAME: Final = "sirens.json"
-MAX_FILE_BYTES: Final = 1024 * 1024
-IO_TIMEOUT_S: Final = 10.0
 
 
 class SirenRecord(BaseModel):
@@ -48,6 +43,7 @@ class SirenHistory:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        self._file = StateFile(path, _HistoryFile) if path is not None else None
         self._records: dict[str, SirenRecord] = {}
         self._lock = asyncio.Lock()
         self.load_failures = 0
@@ -58,18 +54,20 @@ class SirenHistory:
         return self._records.get(device_id) or SirenRecord()
 
     async def load(self) -> None:
-        """Read the file (missing: nothing remembered; unreadable: logged, counted, nothing remembered)."""
-        if self.path is None:
+        """Read the file (missing: nothing remembered; unreadable: logged, counted, moved aside)."""
+        if self._file is None:
             return
         async with self._lock:
+            corrupt = len(self._file.corrupt_files)
             try:
-                self._records = await wait_for(asyncio.to_thread(self._load_sync, self.path), IO_TIMEOUT_S)
-            except Exception as exc:
+                document = await self._file.load()
+            except Exception as exc:  # the disk fails, the folder is not one, the read hangs
                 self.load_failures += 1
-                reason = (
-                    type(exc).__name__ if isinstance(exc, ValidationError) else str(exc)[:200] or type(exc).__name__
-                )
-                log.error("siren.history_unreadable", path=str(self.path), reason=reason)
+                log.error("siren.history_unreadable", path=str(self.path), reason=str(exc)[:200] or type(exc).__name__)
+                return
+            if len(self._file.corrupt_files) > corrupt:
+                self.load_failures += 1
+            self._records = dict(document.sirens) if document is not None else {}
 
     async def sounded(self, device_id: str, at: datetime) -> None:
         """The siren began to sound at *at*."""
@@ -82,42 +80,10 @@ class SirenHistory:
     async def _update(self, device_id: str, record: SirenRecord) -> None:
         async with self._lock:
             self._records[device_id] = record
-            if self.path is None:
+            if self._file is None:
                 return
-            data = orjson.dumps(
-                _HistoryFile(sirens=dict(self._records)).model_dump(mode="json"), option=orjson.OPT_INDENT_2
-            )
             try:
-                await wait_for(asyncio.to_thread(_save_sync, self.path, data), IO_TIMEOUT_S)
+                await self._file.save(_HistoryFile(sirens=dict(self._records)))
             except Exception as exc:
                 self.save_failures += 1
                 log.error("siren.history_not_saved", path=str(self.path), error=str(exc)[:200] or type(exc).__name__)
-
-    @staticmethod
-    def _load_sync(path: Path) -> dict[str, SirenRecord]:
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            return {}
-        if size > MAX_FILE_BYTES:
-            raise ValueError(f"{size} bytes is more than a siren history can be")
-        return _HistoryFile.model_validate_json(path.read_bytes()).sirens
-
-
-def _save_sync(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # unique: a timed-out write may still run
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -24,7 +24,6 @@ from edge.alerts.config import SirenSettings
 from edge.alerts.history import SirenHistory
 from edge.alerts.inputs import TIMEOUT, UNEXPECTED, InputReader, RawInputs, ReadError
 from edge.alerts.state_machine import Instant, SirenStateMachine
-from edge.alerts.throttle import LogThrottle
 from edge.devices import Attrs, DeviceSink
 from varta.aio import wait_event, wait_for
 from varta.contract import (
@@ -37,6 +36,7 @@ from varta.contract import (
     SirenState,
     utcnow,
 )
+from varta.throttle import LogThrottle
 
 log = structlog.get_logger(__name__)
 

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from edge.devices import Attrs, DeviceSink
 from edge.power.config import UpsSettings
 from edge.power.nut import NutClient, NutError, UpsVariables, parse_reading, parse_status
-from edge.power.statefile import StateFile
+from edge.statefile import StateFile
 from varta.contract import (
     LOW_BATTERY_EVENT,
     MAINS_LOST_EVENT,
@@ -49,6 +49,7 @@ from varta.contract import (
     UpsReading,
     utcnow,
 )
+from varta.throttle import LogThrottle
 
 log = structlog.get_logger(__name__)
 
@@ -97,24 +98,6 @@ class _Outage:
     from_file: bool = False
 
 
-class _LogLimiter:
-    """Log a failure at once, then at most every ``every_s`` per reason (with how many were not logged)."""
-
-    def __init__(self, every_s: float = LOG_EVERY_S) -> None:
-        self.every_s = every_s
-        self._last: dict[str, float] = {}
-        self._suppressed: collections.Counter[str] = collections.Counter()
-
-    def should_log(self, reason: str) -> int | None:
-        """None: stay quiet; otherwise log now, saying how many were suppressed since the last line."""
-        now = time.monotonic()
-        if now - self._last.get(reason, -1e18) < self.every_s:
-            self._suppressed[reason] += 1
-            return None
-        self._last[reason] = now
-        return self._suppressed.pop(reason, 0)
-
-
 class UpsMonitor:
     """Watches one UPS through NUT for its host (the edge agent); run :meth:`run` as a supervised loop."""
 
@@ -149,7 +132,7 @@ class UpsMonitor:
         self._published_at = -1e18
         self._going_down: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._logs = _LogLimiter()
+        self._logs = LogThrottle(LOG_EVERY_S)
 
     # ---------------------------------------------------------------------------------------------- public API
 
@@ -211,7 +194,7 @@ class UpsMonitor:
             raise
         except Exception as exc:  # the outbox, the disk: try again on the next poll
             self.errors[INTERNAL] += 1
-            if (suppressed := self._logs.should_log(INTERNAL)) is not None:
+            if (suppressed := self._logs.allow(INTERNAL, time.monotonic())) is not None:
                 log.exception("ups.poll_failed", device_id=self.device_id, error=str(exc)[:200], suppressed=suppressed)
 
     # ---------------------------------------------------------------------------------------------- reading
@@ -238,7 +221,7 @@ class UpsMonitor:
     def _count(self, exc: NutError) -> None:
         self.errors[exc.reason.value] += 1
         self._last_error = exc
-        if (suppressed := self._logs.should_log(exc.reason.value)) is not None:
+        if (suppressed := self._logs.allow(exc.reason.value, time.monotonic())) is not None:
             log.warning(
                 "ups.read_failed",
                 device_id=self.device_id,

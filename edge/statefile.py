@@ -1,4 +1,5 @@
-"""A small JSON state document kept on the node's disk (outage start times that must survive a reboot).
+"""A small JSON state document kept on the node's disk (what must survive a reboot: outage starts, when sirens
+last sounded).
 
 Written to a temporary file in the same folder, fsynced and renamed over the old one, so a power cut leaves either
 the old or the new version. A file that cannot be read is moved aside (``<name>.corrupt-<time>``) with a log line
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Final, Generic, TypeVar
 
@@ -82,7 +84,9 @@ class StateFile(Generic[M]):
 
     def _save_sync(self, data: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp = self.path.with_name(
+            f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp"
+        )  # unique: a timed-out write may still run
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             with os.fdopen(fd, "wb") as fh:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge.power.statefile import MAX_STATE_BYTES, StateFile
 from edge.power.ups import PowerStateFile
+from edge.statefile import MAX_STATE_BYTES, StateFile
 
 LOST_AT = datetime(2026, 2, 3, 4, 5, 6, 789000, tzinfo=UTC)
 

@@ -1,4 +1,5 @@
-"""Rate-limited logging of repeated failures: a siren polled every 50 ms must not log 20 lines a second."""
+"""Rate-limited logging of repeated failures: a siren polled every 50 ms, a UPS or an alert feed failing on every
+poll must not fill the log (edge and central use it)."""
 
 from __future__ import annotations
 
