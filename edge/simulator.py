@@ -37,6 +37,7 @@ from varta.contract import (
     Envelope,
     PtzPreset,
     Severity,
+    SirenState,
     utcnow,
 )
 
@@ -99,8 +100,10 @@ _EVENTS: dict[DeviceKind, list[_EventKind]] = {
 _FAILURES: dict[DeviceKind, tuple[DeviceStatus, str, str]] = {
     DeviceKind.CAMERA: (DeviceStatus.OFFLINE, "unreachable", "no answer to ONVIF requests"),
     DeviceKind.KIOSK: (DeviceStatus.DEGRADED, "browser_unresponsive", "kiosk browser stopped responding"),
-    DeviceKind.SIREN: (DeviceStatus.DEGRADED, "supply_lost", "mains phase-loss relay tripped"),
+    DeviceKind.SIREN: (DeviceStatus.OFFLINE, SirenState.UNPOWERED.value, "no supply: the phase-loss relay tripped"),
 }
+#: The reason a healthy device of a kind reports (a siren's state is its reason: ``SirenState``).
+_HEALTHY_REASON: dict[DeviceKind, str] = {DeviceKind.SIREN: SirenState.IDLE.value}
 
 
 def build_devices(settings: SimulatorSettings) -> list[SimulatedDevice]:
@@ -126,7 +129,13 @@ def build_devices(settings: SimulatorSettings) -> list[SimulatedDevice]:
         devices.append(SimulatedDevice(f"sim-kiosk-{i}", DeviceKind.KIOSK, f"Simulated kiosk {i}", {"screen": "on"}))
     for i in range(1, settings.sirens + 1):
         devices.append(
-            SimulatedDevice(f"sim-siren-{i}", DeviceKind.SIREN, f"Simulated siren {i}", {"zone": f"zone-{i}"})
+            SimulatedDevice(
+                f"sim-siren-{i}",
+                DeviceKind.SIREN,
+                f"Simulated siren {i}",
+                {"zone": f"zone-{i}"},
+                reason=SirenState.IDLE.value,
+            )
         )
     return devices
 
@@ -201,7 +210,7 @@ class Simulator:
             device.kind,
             device.status,
             device.reason,
-            "" if device.reason is None else _FAILURES[device.kind][2],
+            "" if device.status is DeviceStatus.ONLINE else _FAILURES[device.kind][2],
             dict(device.attrs),
             name=device.name,
         )
@@ -217,7 +226,7 @@ class Simulator:
         await self._publish_state(device)
 
     async def _recover(self, device: SimulatedDevice) -> None:
-        device.status, device.reason, device.recover_at = DeviceStatus.ONLINE, None, None
+        device.status, device.reason, device.recover_at = DeviceStatus.ONLINE, _HEALTHY_REASON.get(device.kind), None
         log.info("simulator.device_recovered", device_id=device.device_id)
         await self._publish_state(device)
 
