@@ -1,5 +1,6 @@
 """`varta demo` as a new user meets it: started as a command, it shows every part built so far — here the
-newest, live video of the demo's real camera in the browser, and a plain "no video" for its simulated ones."""
+newest, live video of the demo's real camera in the browser, a plain "no video" for its simulated ones, and its siren
+watched while central reads the demo's alert feed."""
 
 from __future__ import annotations
 
@@ -81,3 +82,10 @@ async def test_the_demo_plays_its_real_camera_live(demo: tuple[str, list[str]], 
     await page.wait_for_selector('#liveview[data-live="error"]', timeout=20_000)
     message = await page.text_content("#liveview .live__msg")
     assert message is not None and "simulated camera" in message
+
+    # Its siren is on the siren panel, and the demo's alert feed is being read.
+    await page.goto(url + "/sirens")
+    await page.get_by_text("Сирена на міській раді").wait_for(timeout=20_000)
+    await page.screenshot(path=screenshot_path("demo-sirens"))
+    sources = await page.evaluate("() => fetch('/api/v1/alerts/sources').then(r => r.json())")
+    assert [s["name"] for s in sources["sources"]] == ["demo"]
