@@ -99,6 +99,14 @@ class SourcePoller:
         self.sites = sites
         self.stale_after_s = stale_after_s
         self.interval_s = max(settings.poll_interval_s, min_interval_s)
+        if self.interval_s > settings.poll_interval_s:
+            log.warning(
+                "alerts.poll_interval_raised",
+                source=self.name,
+                configured_s=settings.poll_interval_s,
+                used_s=round(self.interval_s, 2),
+                detail="the feed allows about 8 requests a minute",
+            )
         self.clock = clock
         self.counters = _Counters()
         self.started_at: datetime | None = None

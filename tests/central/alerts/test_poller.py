@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import structlog
 from sqlalchemy import select
 
 from central.alerts.cap import alert_key
@@ -467,3 +468,14 @@ async def test_the_alert_state_is_known_until_the_oldest_successful_poll_of_ever
     feed.override(Reply(500, b"oops"))
     await service.poll_once("one")
     assert service.known_until() == first, "a failed poll confirms nothing"
+
+
+async def test_a_poll_interval_faster_than_the_feed_allows_is_raised_and_said(
+    alert_env: AlertEnv, feed: AlertFeedServer
+) -> None:
+    config = alert_config(alert_env.database_url, [source(feed, poll_interval_s=2.0)])
+    with structlog.testing.capture_logs() as logs:
+        service = AlertService(config, alert_env.db, alert_env.bus, clock=alert_env.clock)
+    assert service.pollers["aiu"].interval_s == 7.5
+    [raised] = [e for e in logs if e["event"] == "alerts.poll_interval_raised"]
+    assert (raised["configured_s"], raised["used_s"], raised["log_level"]) == (2.0, 7.5, "warning")
