@@ -55,6 +55,9 @@ REPLAY_MAX_AGE_S: Final = 0.35
 first viewer gets the keyframe the camera sent at PLAY (read before the viewer subscribed), and a late viewer just
 after a keyframe need not wait a whole keyframe interval. Older than this, the viewer waits for the next keyframe
 rather than start that far behind."""
+#: A stream that ends as soon as it is opened is opened again, this long after, at most this many times in all.
+REOPEN_DELAY_S: Final = 0.3
+OPEN_ATTEMPTS: Final = 2
 PROBE_OPTIONS: Final = {"rtsp_transport": "tcp", "probesize": "32", "analyzeduration": "0"}
 """Probe as little as possible, but keep what the probe read: with ``fflags=nobuffer`` FFmpeg drops the packets it
 read while probing, which is the keyframe a camera (or GStreamer) sends a new client at PLAY, and every new viewer
@@ -500,20 +503,7 @@ class SourcePool:
             source = self.sources.get(key)
             if source is not None and source.usable:
                 return source, source.subscribe(), True
-            source = LiveSource(
-                key,
-                address,
-                open_timeout_s=self.open_timeout_s,
-                linger_s=self.linger_s,
-                queue_packets=self.queue_packets,
-                read_timeout_s=self.read_timeout_s,
-                on_end=self._ended,
-            )
-            try:
-                await source.open()
-            except SourceUnavailable:
-                self.open_failures += 1
-                raise
+            source = await self._open(key, address)
             self.sources[key] = source
             self.restarts += key in self._opened_keys
             self._opened_keys.add(key)
@@ -529,6 +519,35 @@ class SourcePool:
                 restarts=self.restarts,
             )
             return source, source.subscribe(), False
+
+    async def _open(self, key: SourceKey, address: StreamAddress) -> LiveSource:
+        """Open a pull for *key*; a stream that ends as soon as it opened is opened once more, a moment later.
+
+        Cameras (and GStreamer's RTSP server while it tears down a shared media another client just left) sometimes
+        end a stream right after PLAY; a viewer should not be refused for that.
+        """
+        for attempt in range(1, OPEN_ATTEMPTS + 1):
+            source = LiveSource(
+                key,
+                address,
+                open_timeout_s=self.open_timeout_s,
+                linger_s=self.linger_s,
+                queue_packets=self.queue_packets,
+                read_timeout_s=self.read_timeout_s,
+                on_end=self._ended,
+            )
+            try:
+                await source.open()
+            except SourceUnavailable:
+                self.open_failures += 1
+                raise
+            if source.usable:
+                return source
+            self.open_failures += 1
+            log.info("live.source_ended_at_open", device_id=key[0], stream=key[1], attempt=attempt)
+            if attempt < OPEN_ATTEMPTS:
+                await asyncio.sleep(REOPEN_DELAY_S)
+        raise SourceUnavailable(source.end_detail or "the stream ended as soon as it was opened")
 
     def _ended(self, source: LiveSource) -> None:
         if self.sources.get(source.key) is source:
