@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from central.config import SiteSettings
@@ -91,18 +91,8 @@ async def periods_between(
     With *regions*, only the periods that cover a site lying in those regions (same rule as :func:`site_alerts`);
     with *alert_types*, only those types.
     """
-    query = select(AlertPeriod).where(
-        AlertPeriod.started_at < end,
-        or_(AlertPeriod.ended_at.is_(None), AlertPeriod.ended_at > start),
-    )
-    if regions is not None:
-        wanted = set(regions)
-        if not wanted:
-            return []
-        query = query.where(_in_regions(wanted))
-    if alert_types is not None:
-        query = query.where(AlertPeriod.alert_type.in_(list(alert_types)))
-    return _order(await session.scalars(query))
+    query = _overlapping(start, end, regions, alert_types)
+    return [] if query is None else _order(await session.scalars(query))
 
 
 async def history(
@@ -115,6 +105,17 @@ async def history(
     limit: int = 1000,
 ) -> list[AlertPeriod]:
     """Like :func:`periods_between`, newest first and at most *limit* (the API's history)."""
+    query = _overlapping(start, end, regions, alert_types)
+    if query is None:
+        return []
+    query = query.order_by(AlertPeriod.started_at.desc(), AlertPeriod.id.desc()).limit(limit)
+    return list(await session.scalars(query))
+
+
+def _overlapping(
+    start: datetime, end: datetime, regions: Iterable[str] | None, alert_types: Collection[str] | None
+) -> Select[AlertPeriod] | None:
+    """The periods overlapping ``[start, end)``, filtered by *regions* and *alert_types*; None: none can match."""
     query = select(AlertPeriod).where(
         AlertPeriod.started_at < end,
         or_(AlertPeriod.ended_at.is_(None), AlertPeriod.ended_at > start),
@@ -122,12 +123,11 @@ async def history(
     if regions is not None:
         wanted = set(regions)
         if not wanted:
-            return []
+            return None
         query = query.where(_in_regions(wanted))
     if alert_types is not None:
         query = query.where(AlertPeriod.alert_type.in_(list(alert_types)))
-    query = query.order_by(AlertPeriod.started_at.desc(), AlertPeriod.id.desc()).limit(limit)
-    return list(await session.scalars(query))
+    return query
 
 
 __all__ = ["active_alerts", "covers", "history", "periods_between", "site_alerts"]

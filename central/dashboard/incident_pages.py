@@ -29,6 +29,7 @@ from central.dashboard.routes import PageNotFound, PageRoute, _config, _context,
 from central.dashboard.templating import templates
 from central.deps import SessionDep
 from central.incidents import queries as incident_queries
+from central.incidents.rules import parse_time
 from central.incidents.texts import duration as span_text
 from central.incidents.texts import type_label
 from central.reports.availability import BadMonth, current_month, parse_month
@@ -282,20 +283,10 @@ class NoteView:
 def notes_of(incident: Incident) -> list[NoteView]:
     """The incident's notes, oldest first (entries that are not notes are skipped)."""
     return [
-        NoteView(_parse_time(n.get("at")), str(n.get("by", "")), str(n.get("text", "")))
+        NoteView(parse_time(n.get("at")), str(n.get("by", "")), str(n.get("text", "")))
         for n in incident.notes or []
         if isinstance(n, dict)
     ]
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
@@ -407,7 +398,7 @@ class SiteSirens:
 
 
 def _attr_time(attrs: Mapping[str, Any], key: str) -> datetime | None:
-    return _parse_time(attrs.get(key))
+    return parse_time(attrs.get(key))
 
 
 def _attr_bool(attrs: Mapping[str, Any], key: str) -> bool | None:
