@@ -83,11 +83,78 @@ def _connect(port: int, client_id: str) -> socket.socket:
     return sock
 
 
-def _publish_packet(topic: bytes, packet_id: int, payload: bytes) -> bytes:
-    body_len = 2 + len(topic) + 2 + len(payload)
-    return b"".join(
-        (b"\x32", _varint(body_len), struct.pack("!H", len(topic)), topic, struct.pack("!H", packet_id), payload)
-    )
+HEALTH: dict[str, Any] = {
+    "v": 1,
+    "type": "health",
+    "cpu_percent": 12.5,
+    "load_1m": 0.4,
+    "memory_percent": 41.0,
+    "memory_available_mb": 900.0,
+    "disk_percent": 55.0,
+    "disk_free_mb": 9000.0,
+    "temperature_c": 51.0,
+    "undervoltage": False,
+    "uptime_s": 86400.0,
+    "agent_uptime_s": 3600.0,
+    "version": "0.1.0",
+    "outbox_pending": 0,
+    "outbox_dropped_telemetry": 0,
+    "outbox_dropped_events": 0,
+    "historical": False,
+}
+EVENT: dict[str, Any] = {
+    "v": 1,
+    "type": "event",
+    "kind": "bench.probe",
+    "severity": "info",
+    "device_id": None,
+    "message": "",
+    "data": {},
+    "historical": False,
+}
+TICK_S = 0.005
+_SEQ = 987654321987654321  # placeholders, replaced per message
+_TS = "2000-01-01T00:00:00.000000+00:00"
+
+
+def port_topic(node: str, channel: str) -> bytes:
+    """A bench node's topic."""
+    return f"varta/v1/bench/{node}/{channel}".encode()
+
+
+@dataclass(frozen=True)
+class _Template:
+    """One node's message as bytes around its seq and timestamp."""
+
+    head: bytes  # topic length + topic
+    before_seq: bytes
+    before_ts: bytes
+    after_ts: bytes
+
+    def packet(self, packet_id: int, seq: int, ts: bytes) -> bytes:
+        seq_text = b"%d" % seq
+        body_len = len(self.head) + 2 + len(self.before_seq) + len(seq_text) + len(self.before_ts) + len(ts)
+        body_len += len(self.after_ts)
+        return b"".join(
+            (
+                b"\x32",
+                _varint(body_len),
+                self.head,
+                packet_id.to_bytes(2, "big"),
+                self.before_seq,
+                seq_text,
+                self.before_ts,
+                ts,
+                self.after_ts,
+            )
+        )
+
+
+def _template(topic: bytes, fields: dict[str, Any], node: str, boot: str) -> _Template:
+    text = orjson.dumps(dict(fields, node_id=node, boot_id=boot, seq=_SEQ, ts=_TS))
+    before_seq, rest = text.split(b"%d" % _SEQ)
+    between, after_ts = rest.split(_TS.encode())
+    return _Template(struct.pack("!H", len(topic)) + topic, before_seq, between, after_ts)
 
 
 def _generator(
@@ -117,35 +184,11 @@ def _generator(
 
     boot = uuid.uuid4().hex[:16]
     seqs = dict.fromkeys(nodes, 0)
-    topics = {n: (f"varta/v1/bench/{n}/health".encode(), f"varta/v1/bench/{n}/event".encode()) for n in nodes}
-    health = {
-        "v": 1,
-        "type": "health",
-        "cpu_percent": 12.5,
-        "load_1m": 0.4,
-        "memory_percent": 41.0,
-        "memory_available_mb": 900.0,
-        "disk_percent": 55.0,
-        "disk_free_mb": 9000.0,
-        "temperature_c": 51.0,
-        "undervoltage": False,
-        "uptime_s": 86400.0,
-        "agent_uptime_s": 3600.0,
-        "version": "0.1.0",
-        "outbox_pending": 0,
-        "outbox_dropped_telemetry": 0,
-        "outbox_dropped_events": 0,
-        "historical": False,
-    }
-    event = {
-        "v": 1,
-        "type": "event",
-        "kind": "bench.probe",
-        "severity": "info",
-        "device_id": None,
-        "message": "",
-        "data": {},
-        "historical": False,
+    # Each message is a per-node template with its seq and timestamp spliced in: building JSON and packets per
+    # message cost the generators ~50 µs each, half a core at 10k msg/s taken from the broker and central.
+    templates = {
+        n: (_template(port_topic(n, "health"), HEALTH, n, boot), _template(port_topic(n, "event"), EVENT, n, boot))
+        for n in nodes
     }
     sent = 0
     start = time.perf_counter()
@@ -160,23 +203,22 @@ def _generator(
             break
         due = min(int(elapsed * rate) - sent, limit - sent, WINDOW - (sent - acked))
         if due <= 0:
-            select.select([sock], [], [], 0.0005)
+            # Messages go out in ticks of ~TICK_S (50 per tick at 10k msg/s): one send() each, not one per message.
+            select.select([sock], [], [], TICK_S)
             continue
         now = time.perf_counter()
-        ts = datetime.now(UTC).isoformat()
-        for _ in range(min(due, 200)):
+        ts = datetime.now(UTC).isoformat().encode()
+        for _ in range(min(due, 500)):
             node = nodes[i % len(nodes)]
             i += 1
-            seqs[node] += 1
+            seq = seqs[node] = seqs[node] + 1
             packet_id = packet_id % 65535 + 1
             if now >= next_event[node]:
                 next_event[node] = now + events_every_s
-                body = dict(event, node_id=node, boot_id=boot, seq=seqs[node], ts=ts)
-                topic = topics[node][1]
+                template = templates[node][1]
             else:
-                body = dict(health, node_id=node, boot_id=boot, seq=seqs[node], ts=ts)
-                topic = topics[node][0]
-            pending += _publish_packet(topic, packet_id, orjson.dumps(body))
+                template = templates[node][0]
+            pending += template.packet(packet_id, seq, ts)
             sent += 1
         while pending:
             try:

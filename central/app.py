@@ -37,7 +37,8 @@ from central.services import Services
 from central.store import migrate
 from central.store.db import Database
 from varta import __version__
-from varta.mqtt import MqttClient
+from varta.mqtt import MqttClient, Subscriber
+from varta.mqtt311 import Mqtt311Subscriber
 from varta.signing import load_or_create_signing_key
 from varta.supervise import supervise
 
@@ -54,13 +55,18 @@ def create_app(config: CentralConfig, *, start_background: bool = True) -> FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate.upgrade, config.database_url)
         tasks: list[asyncio.Task[None]] = []
-        clients: list[MqttClient] = []
+        clients: list[Subscriber] = []
         if start_background:
             key = await asyncio.to_thread(load_or_create_signing_key, config.commands.signing_key_file)
             # Two connections: ingest (a persistent session, the protocol that receives fastest) and commands (MQTT 5
             # where possible, for message expiry and the broker's reason codes), so neither waits for the other.
             ingest_settings = config.mqtt.model_copy(update={"protocol": config.ingest.mqtt_protocol})
-            mqtt = MqttClient(ingest_settings, client_id=f"varta-central-{config.instance_id}")
+            ingest_id = f"varta-central-{config.instance_id}"
+            mqtt: Subscriber
+            if config.ingest.mqtt_protocol == "3.1.1":  # the hot path: parsed on the event loop, no paho thread
+                mqtt = Mqtt311Subscriber(ingest_settings, client_id=ingest_id)
+            else:
+                mqtt = MqttClient(ingest_settings, client_id=ingest_id)
             command_mqtt = MqttClient(
                 config.mqtt, client_id=f"varta-central-{config.instance_id}-cmd", clean_start=True
             )

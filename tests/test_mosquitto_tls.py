@@ -6,6 +6,8 @@ a free loopback port; a test CA issues the broker's and the clients' certificate
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from tests.support.ports import free_port, wait_for_port
 from varta.asyncapi import example_message
 from varta.contract import DEVICE_CHANNELS, Channel, decode_for_topic, encode, topic
 from varta.mqtt import MqttSettings, PublishRejected, TlsSettings
+from varta.mqtt311 import Mqtt311Subscriber
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto"
 SITE = "site-1"
@@ -120,6 +123,25 @@ async def test_node_certificate_connects_and_publishes_its_own_topics(
         received = await central.collect(len(channels))
     assert sorted(m.topic for m in received) == sorted(node_topic(NODE_A, c) for c in channels)
     assert all(decode_for_topic(m.topic, m.payload).node_id == NODE_A for m in received)
+
+
+async def test_centrals_ingest_subscriber_receives_over_mutual_tls(tls_broker: ShippedBroker, pki: Pki) -> None:
+    ingest = Mqtt311Subscriber(tls_settings(tls_broker, pki.client("central")), client_id="varta-central-tls")
+    ingest.add_subscription("varta/v1/+/+/health", qos=1)
+    task = asyncio.create_task(ingest.run())
+    try:
+        await ingest.wait_connected(10)
+        async with MqttTestClient(tls_settings(tls_broker, pki.client(NODE_A))) as node:
+            await node.publish(node_topic(NODE_A, Channel.HEALTH), node_message(NODE_A, Channel.HEALTH))
+        batch = await ingest.next_batch(10, timeout=10)
+        ingest.ack_many(batch)
+    finally:
+        await ingest.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert [m.topic for m in batch] == [node_topic(NODE_A, Channel.HEALTH)]
+    assert decode_for_topic(batch[0].topic, batch[0].payload).node_id == NODE_A
 
 
 async def test_certificate_cn_is_the_acl_username(tls_broker: ShippedBroker, pki: Pki) -> None:

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import paho.mqtt.client as paho
 import structlog
@@ -133,7 +133,7 @@ class InboundMessage:
 
 
 @dataclass(slots=True)
-class _Subscription:
+class Subscription:
     topic_filter: str
     qos: int
     shared_group: str | None = None
@@ -251,6 +251,32 @@ class _Connection:
 OnConnect = Callable[[], Awaitable[None]]
 
 
+class Subscriber(Protocol):
+    """What a consumer of inbound messages (central's ingest) needs of a connection."""
+
+    connected: asyncio.Event
+    inbound_paused: int
+
+    @property
+    def protocol_name(self) -> str:
+        """The MQTT version spoken."""
+
+    def add_subscription(self, topic_filter: str, qos: int = 1, *, shared_group: str | None = None) -> None:
+        """Subscribe on every (re)connect."""
+
+    async def run(self) -> None:
+        """Stay connected until cancelled."""
+
+    async def stop(self) -> None:
+        """Disconnect cleanly."""
+
+    async def next_batch(self, max_items: int = 1000, timeout: float | None = None) -> list[InboundMessage]:
+        """Up to *max_items* received messages (empty on timeout)."""
+
+    def ack_many(self, messages: Sequence[InboundMessage]) -> None:
+        """Acknowledge stored messages."""
+
+
 class MqttClient:
     """Keeps one MQTT connection up and offers publish / subscribe / batched receive over asyncio."""
 
@@ -267,7 +293,7 @@ class MqttClient:
         self.client_id = client_id or f"varta-{uuid.uuid4().hex[:12]}"
         self.will = will
         self.clean_start = clean_start
-        self._subs: list[_Subscription] = []
+        self._subs: list[Subscription] = []
         self._on_connect: list[OnConnect] = []
         self._conn: _Connection | None = None
         self._count = 0
@@ -302,7 +328,7 @@ class MqttClient:
 
     def add_subscription(self, topic_filter: str, qos: int = 1, *, shared_group: str | None = None) -> None:
         """Subscribe to *topic_filter* on every (re)connect (as ``$share/<group>/…`` under MQTT 5 if given)."""
-        self._subs.append(_Subscription(topic_filter, qos, shared_group))
+        self._subs.append(Subscription(topic_filter, qos, shared_group))
 
     def add_on_connect(self, callback: OnConnect) -> None:
         """Run *callback* after every successful (re)connect, once subscriptions are made."""

@@ -9,6 +9,7 @@ keeps the batch unacknowledged and retries it with back-off — nothing is lost 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, bindparam, delete, select, tuple_, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,7 +35,6 @@ from central.store.fleet_models import (
     HealthSample,
     Node,
     SeqGap,
-    SeqTrack,
 )
 from varta.contract import (
     LIVE_ENDED_EVENT,
@@ -58,7 +58,7 @@ from varta.contract import (
     subscription,
     utcnow,
 )
-from varta.mqtt import InboundMessage, MqttClient
+from varta.mqtt import InboundMessage, Subscriber
 
 log = structlog.get_logger(__name__)
 
@@ -107,7 +107,7 @@ class IngestService:
 
     def __init__(
         self,
-        mqtt: MqttClient,
+        mqtt: Subscriber,
         db: Database,
         bus: Bus,
         settings: IngestSettings,
@@ -127,6 +127,7 @@ class IngestService:
         self._health_announced: dict[str, float] = {}
         self._node_written: dict[str, float] = {}
         self._health_sql = _health_insert_sql(db.dialect)
+        self._track_sql = _TrackSql(db.dialect)
         self._db_time: Callable[[datetime], Any] = _sqlite_time if db.dialect == "sqlite" else _identity
 
     # ------------------------------------------------------------------------------------------ wiring
@@ -158,17 +159,32 @@ class IngestService:
         )
 
     async def run(self) -> None:
-        """Consume batches until cancelled."""
-        while True:
-            batch = await self.mqtt.next_batch(self.settings.batch_max, timeout=1.0)
-            if not batch:
-                continue
-            if len(batch) < self.settings.batch_max // 10 and self.settings.batch_wait_s > 0:
-                # Light traffic: let a burst accumulate into one transaction (bounded wait keeps latency low).
-                # Under load batches are large already, and waiting would only stall the pipeline.
-                await asyncio.sleep(self.settings.batch_wait_s)
-                batch.extend(await self.mqtt.next_batch(self.settings.batch_max - len(batch), timeout=0))
-            await self.process(batch)
+        """Consume batches until cancelled.
+
+        Two batches are in flight at most: while one is being written (the database works in its own thread),
+        the next is decoded. Batches are still stored, acknowledged and announced strictly one after another.
+        """
+        storing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                batch = await self.mqtt.next_batch(self.settings.batch_max, timeout=1.0)
+                if not batch:
+                    continue
+                if len(batch) < self.settings.batch_max // 10 and self.settings.batch_wait_s > 0:
+                    # Light traffic: let a burst accumulate into one transaction (bounded wait keeps latency low).
+                    # Under load batches are large already, and waiting would only stall the pipeline.
+                    await asyncio.sleep(self.settings.batch_wait_s)
+                    batch.extend(await self.mqtt.next_batch(self.settings.batch_max - len(batch), timeout=0))
+                accepted = self._decode(batch)
+                if storing is not None:
+                    await storing
+                storing = asyncio.create_task(self._commit(batch, accepted), name="ingest-commit")
+        finally:
+            if storing is not None and not storing.done():
+                # Not acknowledged: the broker delivers the batch again after a reconnect.
+                storing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await storing
 
     async def run_maintenance(self, interval_s: float = 5.0) -> None:
         """Periodic work: stale nodes go offline, unanswered commands expire, old rows are pruned."""
@@ -188,6 +204,10 @@ class IngestService:
 
     async def process(self, batch: Sequence[InboundMessage]) -> None:
         """Decode, store and acknowledge one batch; retries storage until it succeeds."""
+        await self._commit(batch, self._decode(batch))
+
+    def _decode(self, batch: Sequence[InboundMessage]) -> list[_Accepted]:
+        """Validate every message against the contract; what breaks it is counted and logged, never stored."""
         received_at = self.clock()
         self.counters.received += len(batch)
         self.counters.batches += 1
@@ -208,6 +228,10 @@ class IngestService:
             parts = parse_topic(inbound.topic)
             assert parts is not None  # decode_for_topic checked it
             accepted.append(_Accepted(message, parts.site, received_at))
+        return accepted
+
+    async def _commit(self, batch: Sequence[InboundMessage], accepted: list[_Accepted]) -> None:
+        """Store *accepted* (retrying until the database takes it), then acknowledge *batch* and announce."""
         delay = 0.2
         while True:
             try:
@@ -312,17 +336,19 @@ class IngestService:
         by_boot: dict[tuple[str, str], list[int]] = {}
         for node_id, boot_id, seq in unique:
             by_boot.setdefault((node_id, boot_id), []).append(seq)
-        tracks_table = cast(Table, SeqTrack.__table__)
-        c = tracks_table.c
-        stmt = select(c.node_id, c.boot_id, c.max_seq).where(tuple_(c.node_id, c.boot_id).in_(list(by_boot)))
-        if self.db.dialect == "postgresql":
-            stmt = stmt.with_for_update()
-        # Core rows, not ORM objects: with hundreds of nodes per batch the ORM's bookkeeping dominated the cost.
-        highs = {(r[0], r[1]): int(r[2]) for r in (await session.execute(stmt)).all()}
+        # Driver-level statements, like the health insert: with hundreds of nodes per batch SQLAlchemy's per-row
+        # parameter processing (and an IN list re-rendered for every batch) cost more than the queries themselves.
+        connection = await session.connection()
+        pairs = list(by_boot)
+        sql = self._track_sql
+        result = await connection.exec_driver_sql(sql.select(len(pairs)), tuple(v for pair in pairs for v in pair))
+        rows: Sequence[Any] = result.all()
+        highs = {(r[0], r[1]): int(r[2]) for r in rows}
         now = self.clock()
         accepted: set[tuple[str, str, int]] = set()
-        updates: list[dict[str, Any]] = []
-        inserts: list[dict[str, Any]] = []
+        updates: list[tuple[Any, ...]] = []
+        inserts: list[tuple[Any, ...]] = []
+        db_now = self._db_time(now)
         for (node_id, boot_id), seqs in by_boot.items():
             seqs.sort()
             known = (node_id, boot_id) in highs
@@ -340,33 +366,14 @@ class IngestService:
                     log.info("ingest.seq_gap", node_id=node_id, boot_id=boot_id, first=high + 1, last=s - 1)
                 high = s
                 accepted.add((node_id, boot_id, s))
-            row = {"b_node_id": node_id, "b_boot_id": boot_id, "max_seq": high, "b_count": len(seqs), "updated_at": now}
-            (updates if known else inserts).append(row)
+            if known:
+                updates.append((high, len(seqs), db_now, node_id, boot_id))
+            else:
+                inserts.append((node_id, boot_id, high, len(seqs), db_now))
         if updates:
-            await session.execute(
-                update(tracks_table)
-                .where(c.node_id == bindparam("b_node_id"), c.boot_id == bindparam("b_boot_id"))
-                .values(
-                    max_seq=bindparam("max_seq"),
-                    received=c.received + bindparam("b_count"),
-                    updated_at=bindparam("updated_at"),
-                ),
-                updates,
-            )
+            await connection.exec_driver_sql(sql.update, updates)
         if inserts:
-            await session.execute(
-                self._insert(SeqTrack),
-                [
-                    {
-                        "node_id": r["b_node_id"],
-                        "boot_id": r["b_boot_id"],
-                        "max_seq": r["max_seq"],
-                        "received": r["b_count"],
-                        "updated_at": r["updated_at"],
-                    }
-                    for r in inserts
-                ],
-            )
+            await connection.exec_driver_sql(sql.insert, inserts)
         self.counters.duplicates += len(unique) - len(accepted)
         return [item for key, item in unique.items() if key in accepted]
 
@@ -828,6 +835,32 @@ def _health_insert_sql(dialect: str) -> str:
     else:
         marks = ", ".join("?" for _ in _HEALTH_COLUMNS)
     return f"INSERT INTO health_samples ({', '.join(_HEALTH_COLUMNS)}) VALUES ({marks})"  # noqa: S608 - constants
+
+
+class _TrackSql:
+    """The sequence-track statements in the driver's own parameter style."""
+
+    def __init__(self, dialect: str) -> None:
+        self.postgresql = dialect == "postgresql"
+        self.update = self._numbered(
+            "UPDATE seq_tracks SET max_seq = ?, received = received + ?, updated_at = ?"
+            " WHERE node_id = ? AND boot_id = ?"
+        )
+        self.insert = self._numbered(
+            "INSERT INTO seq_tracks (node_id, boot_id, max_seq, received, updated_at) VALUES (?, ?, ?, ?, ?)"
+        )
+
+    def select(self, pairs: int) -> str:
+        """High-water marks of *pairs* (node_id, boot_id); locked on PostgreSQL against a concurrent instance."""
+        values = ", ".join(["(?, ?)"] * pairs)
+        sql = f"SELECT node_id, boot_id, max_seq FROM seq_tracks WHERE (node_id, boot_id) IN (VALUES {values})"  # noqa: S608 - placeholders only
+        return self._numbered(sql + " FOR UPDATE") if self.postgresql else sql
+
+    def _numbered(self, sql: str) -> str:
+        if not self.postgresql:
+            return sql
+        parts = sql.split("?")
+        return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
 def _sqlite_time(value: datetime) -> str:

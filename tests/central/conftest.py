@@ -20,6 +20,7 @@ from central.store.db import Database
 from central.store.migrate import upgrade
 from tests.support.broker import Broker
 from varta.mqtt import MqttClient
+from varta.mqtt311 import Mqtt311Subscriber
 
 PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
@@ -73,7 +74,8 @@ class IngestEnv:
 async def ingest_env(broker: Broker, database_url: str) -> AsyncIterator[IngestEnv]:
     db = Database(database_url)
     bus = Bus()
-    mqtt = MqttClient(broker.settings(), client_id=f"central-{uuid.uuid4().hex[:6]}")
+    # Central's default ingest connection (``ingest.mqtt_protocol: 3.1.1``).
+    mqtt = Mqtt311Subscriber(broker.settings(), client_id=f"central-{uuid.uuid4().hex[:6]}")
     ingest = IngestService(mqtt, db, bus, IngestSettings(batch_wait_s=0.01))
     ingest.subscribe()
     publisher = MqttClient(broker.settings(), client_id=f"pub-{uuid.uuid4().hex[:6]}", clean_start=True)
