@@ -370,6 +370,20 @@ def start_central(
     return Central(procs, urls, token)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def stored(central: Central) -> int:
     total = 0
     for url in central.urls:
@@ -474,6 +488,7 @@ def main() -> int:
                 time.sleep(0.5)
 
         sampler = threading.Thread(target=sample, daemon=True)
+        cpu_before = [cpu_seconds(p.pid) for p in central.procs]
         start = time.perf_counter()
         sampler.start()
         sent = run_load(broker.port, args.nodes, args.rate, args.duration, args.generators, events_every_s=5.0)
@@ -482,6 +497,8 @@ def main() -> int:
         while stored(central) - base < sent and time.monotonic() < deadline:
             time.sleep(0.2)
         done = time.perf_counter()
+        cpu_used = [cpu_seconds(p.pid) - before for p, before in zip(central.procs, cpu_before, strict=True)]
+        memory = [rss_mb(p.pid) for p in central.procs]
         stop.set()
         sampler.join()
         total = stored(central) - base
@@ -505,6 +522,12 @@ def main() -> int:
                 f"p95 {percentile(lat, 95) * 1000:.0f} ms, p99 {percentile(lat, 99) * 1000:.0f} ms, "
                 f"max {max(lat) * 1000:.0f} ms"
             )
+        print(
+            f"central CPU: {sum(cpu_used):.1f} s for {total:,} messages = "
+            f"{sum(cpu_used) / max(total, 1) * 1000:.3f} CPU-s per 1,000 messages "
+            f"({', '.join(f'{c:.1f} s' for c in cpu_used)} per instance); "
+            f"RSS {', '.join(f'{m:.0f} MB' for m in memory)}"
+        )
         print(f"ratio to raw mosquitto_sub: {steady_rate / ref:.2f}; SSE reconnects: {sse.reconnects}")
     finally:
         for p in procs:

@@ -1,10 +1,11 @@
-"""The ceiling of one Python process: how fast ``MqttClient`` alone receives and acknowledges QoS 1 messages.
+"""The ceiling of one Python process: how fast central's MQTT clients alone receive and acknowledge QoS 1 messages.
 
 Run: ``python -m bench.mqtt_receive [--messages 60000]``
 
 A backlog of health messages from 500 nodes is queued in a persistent session, then drained (1) by raw
-``mosquitto_sub -q 1`` (C, the reference) and (2) by ``varta.mqtt.MqttClient`` doing nothing but batched acks —
-no decoding, no database. Central's ingest cannot be faster than (2) in one process.
+``mosquitto_sub -q 1`` (C, the reference), (2) by central's ingest subscriber ``varta.mqtt311.Mqtt311Subscriber`` and
+(3) by the paho-based ``varta.mqtt.MqttClient`` (3.1.1 and 5), each doing nothing but batched acks — no decoding,
+no database. Central's ingest cannot be faster than (2) in one process.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 
 from bench.ingest_throughput import run_load
 from tests.support.broker import Broker
-from varta.mqtt import MqttClient
+from varta.mqtt import MqttClient, Subscriber
+from varta.mqtt311 import Mqtt311Subscriber
 
 FILTERS = ("varta/v1/+/+/health", "varta/v1/+/+/event")
 
@@ -70,9 +72,16 @@ def reference(broker: Broker, messages: int) -> float:
     return messages / (time.perf_counter() - start)
 
 
-async def drain(broker: Broker, client_id: str, messages: int, protocol: str = "auto") -> float:
-    """Drain rate of ``MqttClient`` (receive + batched ack only) over a queued backlog."""
-    client = MqttClient(broker.settings(protocol=protocol), client_id=client_id)
+async def drain(
+    broker: Broker, client_id: str, messages: int, protocol: str = "auto", *, native: bool = False
+) -> float:
+    """Drain rate of ``MqttClient`` — or, with *native*, central's ``Mqtt311Subscriber`` — over a queued backlog
+    (receive + batched ack only)."""
+    client: Subscriber
+    if native:
+        client = Mqtt311Subscriber(broker.settings(), client_id=client_id)
+    else:
+        client = MqttClient(broker.settings(protocol=protocol), client_id=client_id)
     for f in FILTERS:
         client.add_subscription(f)
     task = asyncio.create_task(client.run())
@@ -102,13 +111,18 @@ def main() -> int:
     try:
         ref = reference(broker, args.messages)
         print(f"reference: mosquitto_sub -q 1 drained {ref:,.0f} msg/s")
-        for protocol in ("3.1.1", "5"):  # central's ingest speaks 3.1.1 by default (ingest.mqtt_protocol)
-            client_id = f"varta-recv-{protocol}"
+        # Central's ingest default (ingest.mqtt_protocol 3.1.1) is the asyncio subscriber; "5" uses paho.
+        for name, protocol, native in (
+            ("Mqtt311Subscriber (central's ingest)", "3.1.1", True),
+            ("MqttClient (paho) over MQTT 3.1.1", "3.1.1", False),
+            ("MqttClient (paho) over MQTT 5", "5", False),
+        ):
+            client_id = f"varta-recv-{protocol}-{native}"
             _queue_backlog(broker, client_id, args.messages, protocol)
-            rate = asyncio.run(drain(broker, client_id, args.messages, protocol))
+            rate = asyncio.run(drain(broker, client_id, args.messages, protocol, native=native))
             print(
-                f"MqttClient over MQTT {protocol} (receive + batched ack, no processing) drained {rate:,.0f} msg/s; "
-                f"ratio to mosquitto_sub: {rate / ref:.2f}"
+                f"{name} (receive + batched ack, no processing) drained {rate:,.0f} msg/s "
+                f"({1e6 / rate:.1f} µs per message); ratio to mosquitto_sub: {rate / ref:.2f}"
             )
     finally:
         broker.stop()

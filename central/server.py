@@ -11,6 +11,7 @@ import uvicorn
 
 from central.app import create_app
 from central.config import CentralConfig, ConfigError, load_central_config
+from varta.heap import settle_after_startup
 from varta.logs import setup_logging
 
 log = structlog.get_logger(__name__)
@@ -30,7 +31,12 @@ async def serve(config: CentralConfig) -> None:
             timeout_graceful_shutdown=5,
         )
     )
-    await server.serve()
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():  # lifespan done: migrations run, services started
+        await asyncio.sleep(0.05)
+    if server.started:
+        settle_after_startup()
+    await serving
 
 
 def main(config_path: Path | None = None) -> int:

@@ -256,6 +256,7 @@ class Subscriber(Protocol):
 
     connected: asyncio.Event
     inbound_paused: int
+    protocol_errors: int
 
     @property
     def protocol_name(self) -> str:
@@ -311,6 +312,7 @@ class MqttClient:
         self.failed_attempts = 0  # connection attempts that failed (the first protocol switch of "auto" is not one)
         self._fallbacks = 0
         self.inbound_paused = 0  # times reading stopped because the consumer lagged (backpressure)
+        self.protocol_errors = 0  # paho drops a connection that breaks the protocol itself and does not say so
         self._pause_logged = -1e9
         self._stopping = False
 

@@ -134,3 +134,6 @@ class IngestStats(BaseModel):
     mqtt_connected: bool
     mqtt_protocol: str
     inbound_paused: int
+    mqtt_protocol_errors: int = Field(
+        default=0, description="ingest connections left because the broker broke the MQTT protocol"
+    )

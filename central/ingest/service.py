@@ -156,6 +156,7 @@ class IngestService:
             mqtt_connected=self.mqtt.connected.is_set(),
             mqtt_protocol=self.mqtt.protocol_name,
             inbound_paused=self.mqtt.inbound_paused,
+            mqtt_protocol_errors=self.mqtt.protocol_errors,
         )
 
     async def run(self) -> None:
