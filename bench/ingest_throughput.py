@@ -49,6 +49,7 @@ from central.store.migrate import upgrade
 from tests.support.broker import Broker
 from tests.support.ports import free_port
 from tests.support.processes import end_process
+from varta.mqtt311 import remaining_length
 
 ROOT = Path(__file__).resolve().parents[1]
 # Unacknowledged QoS 1 messages per generator connection. The generator is a bare socket (not paho): in the field
@@ -60,22 +61,13 @@ PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 # ------------------------------------------------------------------------------------------------ load generator
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _connect(port: int, client_id: str) -> socket.socket:
     """An MQTT 3.1.1 connection (clean session, no keepalive) on a plain socket."""
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     cid = client_id.encode()
     body = b"\x00\x04MQTT\x04\x02\x00\x00" + struct.pack("!H", len(cid)) + cid
-    sock.sendall(b"\x10" + _varint(len(body)) + body)
+    sock.sendall(b"\x10" + remaining_length(len(body)) + body)
     connack = sock.recv(4)
     if len(connack) != 4 or connack[0] != 0x20 or connack[3] != 0:
         raise RuntimeError(f"CONNACK refused: {connack!r}")
@@ -138,7 +130,7 @@ class _Template:
         return b"".join(
             (
                 b"\x32",
-                _varint(body_len),
+                remaining_length(body_len),
                 self.head,
                 packet_id.to_bytes(2, "big"),
                 self.before_seq,

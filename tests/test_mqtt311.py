@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.broker import Broker
+from tests.support.mqtt_client import MqttTestClient
 from tests.support.ports import free_port
-from varta.mqtt import InboundMessage, MqttClient, MqttSettings
-from varta.mqtt311 import Mqtt311Subscriber, _Link, _Protocol
+from varta.mqtt import InboundMessage, MqttSettings
+from varta.mqtt311 import Mqtt311Subscriber, _Link, _Protocol, packet
 
 TOPIC = "varta/v1/s1/n1/event"
 
@@ -36,18 +37,9 @@ async def running(sub: Mqtt311Subscriber) -> AsyncIterator[asyncio.Task[None]]:
             await task
 
 
-@contextlib.asynccontextmanager
-async def publisher(broker: Broker) -> AsyncIterator[MqttClient]:
-    client = MqttClient(broker.settings(), client_id=f"pub-{time.monotonic_ns()}", clean_start=True)
-    task = asyncio.create_task(client.run())
-    await client.wait_connected(10)
-    try:
-        yield client
-    finally:
-        await client.stop()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def publisher(broker: Broker) -> MqttTestClient:
+    """A node publishing QoS 1 messages."""
+    return MqttTestClient(broker.settings())
 
 
 def subscriber(settings: MqttSettings, client_id: str = "ingest-1", **kw: int) -> Mqtt311Subscriber:
@@ -73,7 +65,7 @@ async def quiet(sub: Mqtt311Subscriber, seconds: float = 0.5) -> list[InboundMes
     return got
 
 
-async def publish_numbered(pub: MqttClient, numbers: range, topic: str = TOPIC, size: int = 0) -> None:
+async def publish_numbered(pub: MqttTestClient, numbers: range, topic: str = TOPIC, size: int = 0) -> None:
     for i in numbers:
         await pub.publish(topic, (b"%d" % i).ljust(size))
 
@@ -209,19 +201,9 @@ async def test_a_wrong_password_is_a_failed_attempt_not_a_crash(password_broker:
 # ------------------------------------------------------------------------------------------ a broker gone wrong
 
 
-def _packet(header: int, body: bytes) -> bytes:
-    out = bytearray((header,))
-    n = len(body)
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out + body)
-
-
 def publish_packet(topic: str, payload: bytes, mid: int) -> bytes:
     name = topic.encode()
-    return _packet(0x32, struct.pack("!H", len(name)) + name + struct.pack("!H", mid) + payload)
+    return packet(0x32, struct.pack("!H", len(name)) + name + struct.pack("!H", mid) + payload)
 
 
 CONNACK = b"\x20\x02\x00\x00"
@@ -254,9 +236,9 @@ async def fake_broker(after_subscribe: Callable[[], bytes]) -> AsyncIterator[int
     ("garbage", "detail"),
     [
         (b"\x32\xff\xff\xff\xff\x01", "remaining length"),
-        (_packet(0x32, b"\x00"), "too short"),
-        (_packet(0x34, b"\x00\x01t\x00\x01x"), "QoS 2"),
-        (_packet(0x50, b"\x00\x01"), "unexpected packet type 5"),
+        (packet(0x32, b"\x00"), "too short"),
+        (packet(0x34, b"\x00\x01t\x00\x01x"), "QoS 2"),
+        (packet(0x50, b"\x00\x01"), "unexpected packet type 5"),
         (b"\x32\xff\xff\xff\x7f", "over the limit"),
         (CONNACK, "unexpected CONNACK"),
     ],

@@ -35,6 +35,7 @@ from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from varta.aio import wait_for
+from varta.throttle import LogThrottle
 
 log = structlog.get_logger(__name__)
 
@@ -313,7 +314,7 @@ class MqttClient:
         self._fallbacks = 0
         self.inbound_paused = 0  # times reading stopped because the consumer lagged (backpressure)
         self.protocol_errors = 0  # paho drops a connection that breaks the protocol itself and does not say so
-        self._pause_logged = -1e9
+        self._pause_log = LogThrottle(10.0)
         self._stopping = False
 
     # ----------------------------------------------------------------------------------------- public API
@@ -623,15 +624,7 @@ class MqttClient:
         paused = conn.ready and len(self._inbound) >= self._inbound_limit
         if paused and not conn.paused:
             self.inbound_paused += 1
-            now = time.monotonic()
-            if now - self._pause_logged >= 10.0:  # at most one line per 10 s
-                self._pause_logged = now
-                log.warning(
-                    "mqtt.inbound_backpressure",
-                    buffered=len(self._inbound),
-                    limit=self._inbound_limit,
-                    pauses=self.inbound_paused,
-                )
+            log_backpressure(self._pause_log, len(self._inbound), self._inbound_limit, self.inbound_paused)
         conn.paused = paused
         return paused
 
@@ -710,6 +703,12 @@ class MqttClient:
         if not self._wake_pending:
             self._wake_pending = True
             self._call(self._wake.set)
+
+
+def log_backpressure(throttle: LogThrottle, buffered: int, limit: int, pauses: int) -> None:
+    """Say (at most once per the throttle's interval) that reading paused because the consumer lags."""
+    if throttle.allow("inbound_backpressure", time.monotonic()) is not None:
+        log.warning("mqtt.inbound_backpressure", buffered=buffered, limit=limit, pauses=pauses)
 
 
 def _close_paho(client: paho.Client) -> None:

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 import structlog
 
 from varta.aio import wait_for
-from varta.mqtt import InboundMessage, MqttSettings, Subscription
+from varta.mqtt import InboundMessage, MqttSettings, Subscription, log_backpressure
+from varta.throttle import LogThrottle
 
 log = structlog.get_logger(__name__)
 
@@ -230,7 +231,7 @@ class Mqtt311Subscriber:
         self._link: _Link | None = None
         self._count = 0
         self._stopping = False
-        self._pause_logged = -1e9
+        self._pause_log = LogThrottle(10.0)
         self.connected = asyncio.Event()
         self.disconnected = asyncio.Event()
         self.disconnected.set()
@@ -329,15 +330,7 @@ class Mqtt311Subscriber:
             self.inbound_paused += 1
             if link.transport is not None:
                 link.transport.pause_reading()
-            now = time.monotonic()
-            if now - self._pause_logged >= 10.0:  # at most one line per 10 s
-                self._pause_logged = now
-                log.warning(
-                    "mqtt.inbound_backpressure",
-                    buffered=len(self._inbound),
-                    limit=self._inbound_limit,
-                    pauses=self.inbound_paused,
-                )
+            log_backpressure(self._pause_log, len(self._inbound), self._inbound_limit, self.inbound_paused)
 
     def _protocol_error(self, link: _Link, detail: str) -> None:
         self.protocol_errors += 1
@@ -406,7 +399,7 @@ class Mqtt311Subscriber:
                 payload += _string(password.encode())
         body.append(flags)
         body += struct.pack("!H", s.keepalive_s)
-        return _packet(0x10, bytes(body + payload))
+        return packet(0x10, bytes(body + payload))
 
     async def _subscribe(self, link: _Link) -> None:
         """One SUBSCRIBE for every filter; wait for the SUBACK so nothing published after "connected" is missed.
@@ -422,7 +415,7 @@ class Mqtt311Subscriber:
         body = bytearray(b"\x00\x01")  # packet identifier 1: the only one we ever use
         for sub in self._subs:
             body += _string(sub.filter_for().encode()) + bytes((sub.qos,))
-        link.transport.write(_packet(0x82, bytes(body)))
+        link.transport.write(packet(0x82, bytes(body)))
         give_up = loop.time() + SUBACK_BUSY_LIMIT_S
         while True:
             seen = link.received
@@ -464,12 +457,16 @@ def _string(value: bytes) -> bytes:
     return struct.pack("!H", len(value)) + value
 
 
-def _packet(header: int, body: bytes) -> bytes:
-    out = bytearray((header,))
-    n = len(body)
+def remaining_length(n: int) -> bytes:
+    """MQTT's variable-length encoding of a packet's remaining length."""
+    out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7
         out.append(byte | (0x80 if n else 0))
         if not n:
-            break
-    return bytes(out + body)
+            return bytes(out)
+
+
+def packet(header: int, body: bytes) -> bytes:
+    """One MQTT control packet: fixed header byte, remaining length, *body*."""
+    return bytes((header,)) + remaining_length(len(body)) + body
