@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import pytest
 from sqlalchemy import func, select
 
 from central.bus import Bus
@@ -17,7 +18,8 @@ from tests.central.conftest import IngestEnv
 from tests.support import messages
 from tests.support.broker import Broker
 from varta.contract import Channel, encode, topic
-from varta.mqtt import MqttClient
+from varta.mqtt import MqttClient, Subscriber
+from varta.mqtt311 import Mqtt311Subscriber
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
@@ -178,12 +180,20 @@ async def test_late_messages_in_one_batch_fill_a_split_gap_completely(ingest_env
     assert ingest_env.ingest.counters.db_errors == 0
 
 
+def ingest_connection(protocol: str, broker: Broker, client_id: str) -> Subscriber:
+    """Central's ingest connection for ``ingest.mqtt_protocol``: its own 3.1.1 subscriber, or paho for MQTT 5."""
+    if protocol == "3.1.1":
+        return Mqtt311Subscriber(broker.settings(), client_id=client_id)
+    return MqttClient(broker.settings(protocol="5"), client_id=client_id)
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 async def test_what_nodes_send_after_a_broker_restart_while_central_is_away_is_not_lost(
-    broker: Broker, sqlite_url: str
+    broker: Broker, sqlite_url: str, protocol: str
 ) -> None:
     """Central's persistent subscription survives a broker restart (a shared one would not, in Mosquitto 2.0)."""
     db = Database(sqlite_url)
-    first = MqttClient(broker.settings(), client_id="central-restart")
+    first = ingest_connection(protocol, broker, "central-restart")
     IngestService(first, db, Bus(), IngestSettings()).subscribe()
     task = asyncio.create_task(first.run())
     await first.wait_connected(10)
@@ -198,7 +208,7 @@ async def test_what_nodes_send_after_a_broker_restart_while_central_is_away_is_n
         await pub.publish(topic("s1", "n7", Channel.EVENT), encode(messages.event("n7", "b1", seq, index=seq)))
     await pub.stop()
     pub_task.cancel()
-    second = MqttClient(broker.settings(), client_id="central-restart")
+    second = ingest_connection(protocol, broker, "central-restart")
     ingest = IngestService(second, db, Bus(), IngestSettings(batch_wait_s=0.01))
     ingest.subscribe()
     tasks = [asyncio.create_task(second.run()), asyncio.create_task(ingest.run())]
@@ -208,6 +218,7 @@ async def test_what_nodes_send_after_a_broker_restart_while_central_is_away_is_n
             return ingest.counters.stored == 10
 
         await eventually(all_stored, timeout=20)
+        assert second.protocol_name == protocol
     finally:
         for t in tasks:
             t.cancel()
