@@ -37,6 +37,7 @@ from edge.devices import Attrs
 from edge.health import HealthSampler
 from edge.outbox import MessageClass, Outbox, OutboxPublisher
 from edge.simulator import Simulator
+from edge.systemd import notifier_or_none
 from edge.uplink import UplinkRecorder
 from varta.aio import wait_for
 from varta.contract import (
@@ -362,6 +363,16 @@ class EdgeAgent:
             if self.sirens is not None:
                 loops["sirens"] = self.sirens.run
             tasks = [asyncio.create_task(supervise(n, f, stop), name=f"edge-{n}") for n, f in loops.items()]
+            loop_tasks = list(tasks)
+            systemd = notifier_or_none()
+            if systemd is not None:
+                # A supervised loop only ends if it was given up on; a wedged event loop stops the pings by itself.
+                tasks.append(
+                    asyncio.create_task(
+                        systemd.run_watchdog(lambda: not any(t.done() for t in loop_tasks)), name="edge-watchdog"
+                    )
+                )
+                systemd.notify("READY=1", f"STATUS=node {self.node_id} running: {', '.join(sorted(loops))}")
             self._ready.set()
             log.info("agent.started", loops=sorted(loops))
             try:
@@ -369,6 +380,8 @@ class EdgeAgent:
             finally:  # also when cancelled: still say goodbye (a clean disconnect suppresses the last will)
                 stop.set()
                 log.info("agent.stopping")
+                if systemd is not None:
+                    systemd.notify("STOPPING=1")
                 await self._shutdown(tasks)
         finally:
             for task in tasks:

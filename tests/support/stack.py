@@ -171,6 +171,7 @@ class EdgeProcess:
     health_interval_s: float = 1.0
     proc: subprocess.Popen[bytes] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    environ: dict[str, str] = field(default_factory=dict)  # added to the process's environment
 
     @property
     def outbox_path(self) -> Path:
@@ -206,7 +207,7 @@ class EdgeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edge", "--config", str(path)],
             cwd=self.workdir,
-            env=_env(),
+            env=_env() | self.environ,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
