@@ -830,38 +830,40 @@ _HEALTH_COLUMNS = (
 )
 
 
+def _driver_sql(sql: str, dialect: str) -> str:
+    """*sql* written with ``?`` placeholders, in the driver's own style (asyncpg numbers them: ``$1``, ``$2``…)."""
+    if dialect != "postgresql":
+        return sql
+    parts = sql.split("?")
+    return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
 def _health_insert_sql(dialect: str) -> str:
-    if dialect == "postgresql":
-        marks = ", ".join(f"${i}" for i in range(1, len(_HEALTH_COLUMNS) + 1))
-    else:
-        marks = ", ".join("?" for _ in _HEALTH_COLUMNS)
-    return f"INSERT INTO health_samples ({', '.join(_HEALTH_COLUMNS)}) VALUES ({marks})"  # noqa: S608 - constants
+    marks = ", ".join("?" for _ in _HEALTH_COLUMNS)
+    sql = f"INSERT INTO health_samples ({', '.join(_HEALTH_COLUMNS)}) VALUES ({marks})"  # noqa: S608 - constants
+    return _driver_sql(sql, dialect)
 
 
 class _TrackSql:
     """The sequence-track statements in the driver's own parameter style."""
 
     def __init__(self, dialect: str) -> None:
-        self.postgresql = dialect == "postgresql"
-        self.update = self._numbered(
+        self.dialect = dialect
+        self.update = _driver_sql(
             "UPDATE seq_tracks SET max_seq = ?, received = received + ?, updated_at = ?"
-            " WHERE node_id = ? AND boot_id = ?"
+            " WHERE node_id = ? AND boot_id = ?",
+            dialect,
         )
-        self.insert = self._numbered(
-            "INSERT INTO seq_tracks (node_id, boot_id, max_seq, received, updated_at) VALUES (?, ?, ?, ?, ?)"
+        self.insert = _driver_sql(
+            "INSERT INTO seq_tracks (node_id, boot_id, max_seq, received, updated_at) VALUES (?, ?, ?, ?, ?)",
+            dialect,
         )
 
     def select(self, pairs: int) -> str:
         """High-water marks of *pairs* (node_id, boot_id); locked on PostgreSQL against a concurrent instance."""
         values = ", ".join(["(?, ?)"] * pairs)
         sql = f"SELECT node_id, boot_id, max_seq FROM seq_tracks WHERE (node_id, boot_id) IN (VALUES {values})"  # noqa: S608 - placeholders only
-        return self._numbered(sql + " FOR UPDATE") if self.postgresql else sql
-
-    def _numbered(self, sql: str) -> str:
-        if not self.postgresql:
-            return sql
-        parts = sql.split("?")
-        return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
+        return _driver_sql(sql + " FOR UPDATE", self.dialect) if self.dialect == "postgresql" else sql
 
 
 def _sqlite_time(value: datetime) -> str:
