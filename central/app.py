@@ -19,6 +19,7 @@ from central.api import commands as commands_api
 from central.api import fleet as fleet_api
 from central.api import incidents as incidents_api
 from central.api import live as live_api
+from central.api import node_keys as node_keys_api
 from central.api import reports as reports_api
 from central.api import session as session_api
 from central.api import stream as stream_api
@@ -128,6 +129,7 @@ def create_app(config: CentralConfig, *, start_background: bool = True) -> FastA
         system_api.router,
         session_api.router,
         fleet_api.router,
+        node_keys_api.router,
         commands_api.router,
         cameras_api.router,
         live_api.router,

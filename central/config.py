@@ -32,6 +32,13 @@ class AuthSettings(BaseModel):
     cookie_secure: bool = Field(default=False, description="set Secure on the session cookie (behind HTTPS)")
     max_failed_logins: int = Field(default=5, ge=1, description="failed logins per user before a lockout")
     lockout_minutes: float = Field(default=15.0, gt=0)
+    require_enrolled_node_keys: bool = Field(
+        default=False,
+        description=(
+            "seal camera passwords only to node keys an admin enrolled (PUT /api/v1/nodes/{id}/box-key);"
+            " off: until one is enrolled, the key a node announces over its own broker login is used"
+        ),
+    )
 
 
 class IngestSettings(BaseModel):

@@ -307,7 +307,7 @@ class EdgeAgent:
     @property
     def data_dir(self) -> Path:
         """The node's data folder (the outbox's folder: also ``box.key`` and the camera store)."""
-        return self.config.outbox.path.parent
+        return self.config.data_dir
 
     async def publish_health(self) -> int:
         """Take a health sample now and store it (telemetry); returns its seq."""
@@ -325,7 +325,7 @@ class EdgeAgent:
         outbox = await Outbox.open(cfg.outbox)
         self._outbox = outbox
         # The node's X25519 key: central seals camera passwords to its public half (announced in the birth).
-        self.box_key = await asyncio.to_thread(load_or_create_box_key, self.data_dir / "box.key")
+        self.box_key = await asyncio.to_thread(load_or_create_box_key, self.config.box_key_path)
         tasks: list[asyncio.Task[None]] = []
         try:
             replay = ReplayGuard(outbox)

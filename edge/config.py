@@ -157,6 +157,16 @@ class EdgeConfig(YamlEnvSettings):
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level
 
+    @property
+    def data_dir(self) -> Path:
+        """The node's data folder: the outbox's folder, also holding ``box.key`` and the camera store."""
+        return self.outbox.path.parent
+
+    @property
+    def box_key_path(self) -> Path:
+        """The node's X25519 private key, made on the node; central seals camera passwords to its public half."""
+        return self.data_dir / "box.key"
+
 
 def load_edge_config(path: Path | None = None, **overrides: Any) -> EdgeConfig:
     """Load edge's config from *path* (YAML) plus environment, raising :class:`ConfigError` on problems."""

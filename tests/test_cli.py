@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -29,6 +30,8 @@ from edge.config import EdgeConfig
 from varta import __version__
 from varta.cli import app
 from varta.demo import DemoOptions
+from varta.sealing import load_or_create_box_key
+from varta.sealing import public_key_text as box_public_key_text
 from varta.signing import load_signing_key, load_verify_key, public_key_text
 
 PASSWORD = "correct horse battery staple"
@@ -365,6 +368,57 @@ def test_edge_with_invalid_config_exits_2(runner: CliRunner, tmp_path: Path) -> 
     result = invoke(runner, "edge", "--config", str(config))
     assert result.exit_code == 2
     assert "no_such_option" in result.stderr
+
+
+def test_edge_run_and_config_after_the_command_are_accepted(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls = Calls(code=0)
+    monkeypatch.setattr(edge.agent, "main", calls)
+    config = tmp_path / "edge.yaml"
+    config.write_text("{}\n")
+    assert invoke(runner, "edge", "run", "--config", str(config)).exit_code == 0
+    assert invoke(runner, "edge", "--config", str(config), "run").exit_code == 0
+    assert calls.calls == [((config,), {}), ((config,), {})]
+
+
+@pytest.fixture
+def edge_config(tmp_path: Path) -> Path:
+    config = tmp_path / "edge.yaml"
+    config.write_text(f"node_id: node-a\nsite: s\noutbox: {{path: {tmp_path / 'data' / 'outbox.db'}}}\n")
+    return config
+
+
+def test_edge_keygen_makes_the_sealing_key_once_and_pubkey_prints_its_public_half(
+    runner: CliRunner, edge_config: Path, tmp_path: Path
+) -> None:
+    first = invoke(runner, "edge", "keygen", "--config", str(edge_config))
+    assert first.exit_code == 0, first.output
+    key_file = tmp_path / "data" / "box.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    public = first.stdout.strip()
+    assert public == box_public_key_text(load_or_create_box_key(key_file))
+    assert "Created" in first.stderr
+    second = invoke(runner, "edge", "keygen", "--config", str(edge_config))
+    assert second.stdout.strip() == public
+    assert "Kept the existing" in second.stderr
+    shown = invoke(runner, "edge", "pubkey", "--config", str(edge_config))
+    assert shown.exit_code == 0
+    assert shown.stdout.strip() == public
+
+
+def test_edge_pubkey_without_a_key_points_to_keygen_and_a_corrupt_key_is_an_error(
+    runner: CliRunner, edge_config: Path, tmp_path: Path
+) -> None:
+    missing = invoke(runner, "edge", "pubkey", "--config", str(edge_config))
+    assert missing.exit_code == 1
+    assert "varta edge keygen" in missing.stderr
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "box.key").write_text("c2hvcnQ=\n")
+    corrupt = invoke(runner, "edge", "pubkey", "--config", str(edge_config))
+    assert corrupt.exit_code == 1
+    assert "32 bytes" in corrupt.stderr
+    assert "Traceback" not in corrupt.output
 
 
 def test_edge_never_imports_the_central_stack(tmp_path: Path) -> None:

@@ -36,6 +36,11 @@ central_app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(central_app, name="central")
+edge_app = typer.Typer(
+    help="The edge agent of this node: cameras, kiosks, sirens. Without a command it runs the agent.",
+    add_completion=False,
+)
+app.add_typer(edge_app, name="edge")
 
 CentralConfigOption = Annotated[
     Path | None,
@@ -44,6 +49,19 @@ CentralConfigOption = Annotated[
         "-c",
         help="Central's YAML configuration file. Without it: defaults plus VARTA_CENTRAL__… environment variables.",
         envvar="VARTA_CENTRAL_CONFIG",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+
+
+EdgeConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The node's YAML configuration file. Without it: VARTA_EDGE__… environment variables only.",
+        envvar="VARTA_EDGE_CONFIG",
         dir_okay=False,
         show_default=False,
     ),
@@ -252,21 +270,7 @@ def central_pubkey(ctx: typer.Context, config: CentralConfigOption = None) -> No
 # ------------------------------------------------------------------------------------------------------------ edge
 
 
-@app.command()
-def edge(
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="The node's YAML configuration file. Without it: VARTA_EDGE__… environment variables only.",
-            envvar="VARTA_EDGE_CONFIG",
-            dir_okay=False,
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
-    """Run the edge agent of this node (cameras, kiosks, sirens) until Ctrl+C or SIGTERM."""
+def _run_edge(config: Path | None) -> NoReturn:
     from edge.agent import main
     from edge.config import ConfigError
 
@@ -277,6 +281,69 @@ def edge(
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     raise typer.Exit(code)
+
+
+def _edge_box_key_path(ctx: typer.Context, config: Path | None) -> Path:
+    from edge.config import ConfigError, load_edge_config
+
+    try:
+        return load_edge_config(_config_path(ctx, config)).box_key_path
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+
+
+@edge_app.callback(invoke_without_command=True)
+def edge(ctx: typer.Context, config: EdgeConfigOption = None) -> None:
+    """The edge agent of this node (cameras, kiosks, sirens).
+
+    Without a command, `varta edge` runs the agent until Ctrl+C or SIGTERM (like `varta edge run`).
+    """
+    if ctx.invoked_subcommand is None:
+        _run_edge(config)
+
+
+@edge_app.command("run")
+def edge_run(ctx: typer.Context, config: EdgeConfigOption = None) -> None:
+    """Run the edge agent until Ctrl+C or SIGTERM."""
+    _run_edge(_config_path(ctx, config))
+
+
+@edge_app.command("keygen")
+def edge_keygen(ctx: typer.Context, config: EdgeConfigOption = None) -> None:
+    """Make the node's sealing key (X25519, mode 0600) unless it exists; print its public half on the last line.
+
+    Central seals camera passwords to this key: enrol the public half there (the Ansible edge role does).
+    """
+    from varta.sealing import SealingError, load_or_create_box_key, public_key_text
+
+    path = _edge_box_key_path(ctx, config)
+    existed = path.exists()
+    try:
+        key = load_or_create_box_key(path)
+    except (SealingError, ValueError) as exc:
+        _fail(_key_error(path, exc))
+    except OSError as exc:
+        _fail(f"cannot write {path}: {exc.strerror}")
+    action = "Kept the existing" if existed else "Created the"
+    typer.echo(f"{action} sealing key {path.resolve()}; its public half, to enrol at central:", err=True)
+    typer.echo(public_key_text(key))
+
+
+@edge_app.command("pubkey")
+def edge_pubkey(ctx: typer.Context, config: EdgeConfigOption = None) -> None:
+    """Print the node's public sealing key (base64), to enrol at central."""
+    from varta.sealing import SealingError, load_box_key, public_key_text
+
+    path = _edge_box_key_path(ctx, config)
+    if not path.exists():
+        _fail(f"no sealing key at {path}: create it with `varta edge keygen`")
+    try:
+        key = load_box_key(path)
+    except (SealingError, ValueError) as exc:
+        _fail(_key_error(path, exc))
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+    typer.echo(public_key_text(key))
 
 
 # ------------------------------------------------------------------------------------------------------------ demo

@@ -45,13 +45,18 @@ def load_public_key(text: str) -> PublicKey:
     return PublicKey(raw)
 
 
+def load_box_key(path: Path) -> PrivateKey:
+    """The node's private key from *path* (base64 of 32 bytes)."""
+    raw = _unb64(path.read_text(encoding="ascii"))
+    if len(raw) != 32:
+        raise SealingError(f"{path}: an X25519 private key has 32 bytes, got {len(raw)}")
+    return PrivateKey(raw)
+
+
 def load_or_create_box_key(path: Path) -> PrivateKey:
     """The node's private key from *path*, created (mode 0600) on first use."""
     if path.exists():
-        raw = _unb64(path.read_text(encoding="ascii"))
-        if len(raw) != 32:
-            raise SealingError(f"{path}: an X25519 private key has 32 bytes, got {len(raw)}")
-        return PrivateKey(raw)
+        return load_box_key(path)
     key = PrivateKey.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -134,11 +134,19 @@ async def _send(
         raise HTTPException(exc.status, exc.detail) from None
 
 
-async def _seal_for(session: AsyncSession, node_id: str, username: str, password: str) -> str:
-    """Credentials sealed to *node_id*'s key; 409 when the node never announced one (never sent in clear)."""
+async def _seal_for(session: AsyncSession, services: Services, node_id: str, username: str, password: str) -> str:
+    """Credentials sealed to *node_id*'s key; 409 when there is no key to trust (never sent in clear)."""
     node = await session.get(Node, node_id)
     if node is None:
         raise HTTPException(404, f"unknown node {node_id}")
+    if node.box_key_revoked_at is not None:
+        raise HTTPException(409, f"node {node_id}'s key was revoked: enrol its key again before sending it passwords")
+    if services.config.auth.require_enrolled_node_keys and node.box_key_enrolled_at is None:
+        raise HTTPException(
+            409,
+            f"node {node_id} has no enrolled key (auth.require_enrolled_node_keys): enrol the key"
+            " `varta edge pubkey` prints on the node (PUT /api/v1/nodes/{node_id}/box-key)",
+        )
     if not node.box_public_key:
         raise HTTPException(
             409,
@@ -149,9 +157,6 @@ async def _seal_for(session: AsyncSession, node_id: str, username: str, password
         return seal_credentials(node.box_public_key, Credentials(username=username, password=password))
     except SealingError:
         raise HTTPException(409, f"node {node_id} announced an unusable sealing key") from None
-
-
-# --------------------------------------------------------------------------------------------------- viewing
 
 
 @router.get("/cameras", response_model=list[CameraView], summary="All cameras, offline and degraded first")
@@ -375,7 +380,7 @@ async def set_credentials(
 ) -> CommandView:
     """Send a new login to the camera's node, sealed to the node's key (central keeps no copy)."""
     await _camera(session, node_id, device_id)
-    sealed = await _seal_for(session, node_id, body.username, body.password.get_secret_value())
+    sealed = await _seal_for(session, services, node_id, body.username, body.password.get_secret_value())
     params = CameraCredentialsParams(device_id=device_id, sealed_credentials=sealed)
     await audit.record(
         session,
@@ -554,7 +559,7 @@ async def adopt(
     password = body.password.get_secret_value()
     sealed = None
     if body.username or password:
-        sealed = await _seal_for(session, row.node_id, body.username, password)
+        sealed = await _seal_for(session, services, row.node_id, body.username, password)
     onvif_address = body.onvif_address if body.onvif_address is not None else (row.xaddrs[0] if row.xaddrs else "")
     params = AdoptCameraParams(
         device_id=device_id,

@@ -529,7 +529,7 @@ class IngestService:
             node.capabilities = list(m.capabilities)
             node.health_interval_s = m.health_interval_s
             if m.box_public_key is not None:
-                node.box_public_key = m.box_public_key
+                self._take_box_key(session, node, m.box_public_key, item, outcome)
             if node.started_at is None or m.started_at >= node.started_at:
                 restarted = node.started_at is not None and m.started_at > node.started_at
                 node.boot_id = m.boot_id
@@ -551,6 +551,32 @@ class IngestService:
             session.add(record)
             outcome.events.append(record)
             outcome.nodes.add(m.node_id)
+
+    def _take_box_key(
+        self, session: AsyncSession, node: Node, announced: str, item: _Accepted, outcome: _Outcome
+    ) -> None:
+        """Record the sealing key a birth announced; an enrolled key is never replaced, a different one is reported."""
+        previous = node.announced_box_key
+        node.announced_box_key = announced
+        if node.box_key_revoked_at is not None:
+            return  # a revoked node's announcements are only recorded
+        if node.box_key_enrolled_at is None:
+            node.box_public_key = announced
+            return
+        if announced in (node.box_public_key, previous):
+            return  # matches the enrolled key, or this mismatch was reported already
+        log.warning("ingest.box_key_mismatch", node_id=node.node_id, announced=announced)
+        record = self._event_record(
+            item,
+            kind="node.key_mismatch",
+            severity=Severity.WARNING.value,
+            message="the node announced a sealing key other than the enrolled one: passwords stay sealed to the"
+            " enrolled key until an admin enrols the new one",
+            data={"announced": announced, "enrolled": node.box_public_key},
+            seq=None,
+        )
+        session.add(record)
+        outcome.events.append(record)
 
     async def _store_device_states(self, session: AsyncSession, fresh: list[_Accepted], outcome: _Outcome) -> None:
         for item in fresh:

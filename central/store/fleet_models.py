@@ -36,6 +36,10 @@ class Node(Base):
     last_health_at: Mapped[datetime | None]
     last_health: Mapped[dict[str, Any] | None]
     box_public_key: Mapped[str | None] = mapped_column(String(64))  # X25519 (base64): secrets are sealed to it
+    announced_box_key: Mapped[str | None] = mapped_column(String(64))  # the key the node's last birth announced
+    box_key_enrolled_at: Mapped[datetime | None]  # set: box_public_key was enrolled by an admin, births cannot move it
+    box_key_enrolled_by: Mapped[str | None] = mapped_column(String(64))
+    box_key_revoked_at: Mapped[datetime | None]  # set: nothing is sealed to this node until a key is enrolled again
 
 
 class SeqTrack(Base):

@@ -427,3 +427,35 @@ async def test_session_callers_from_another_site_are_refused(api: CameraApi) -> 
     assert r.status_code == 403
     r = await api.env.client.post("/api/v1/cameras/maidan-01/cam-1/ptz/stop", headers={**headers, **ORIGIN})
     assert r.status_code == 202
+
+
+async def test_with_enrolment_required_passwords_wait_for_an_enrolled_key_then_open_with_the_nodes_key(
+    api: CameraApi,
+) -> None:
+    client = api.env.client
+    api.env.app.state.services.config.auth.require_enrolled_node_keys = True
+    body = {"username": USERNAME, "password": PASSWORD}
+    refused = await client.post(
+        "/api/v1/cameras/maidan-01/cam-1/credentials", json=body, headers=api.auth(Role.OPERATOR)
+    )
+    assert refused.status_code == 409
+    assert "enrol" in refused.json()["detail"] and PASSWORD not in refused.text
+    await asyncio.sleep(0.3)
+    assert api.received.empty()
+
+    enrol = await client.put(
+        "/api/v1/nodes/maidan-01/box-key",
+        json={"public_key": public_key_text(api.node_key)},
+        headers=api.auth(Role.ADMIN),
+    )
+    assert enrol.status_code == 200 and enrol.json()["enrolled"] is True
+    sent = await client.post("/api/v1/cameras/maidan-01/cam-1/credentials", json=body, headers=api.auth(Role.OPERATOR))
+    assert sent.status_code == 202
+    command = await api.next_command()
+    opened = open_credentials(api.node_key, command.params["sealed_credentials"])
+    assert opened.password.get_secret_value() == PASSWORD
+
+    revoked = await client.delete("/api/v1/nodes/maidan-01/box-key", headers=api.auth(Role.ADMIN))
+    assert revoked.status_code == 200
+    again = await client.post("/api/v1/cameras/maidan-01/cam-1/credentials", json=body, headers=api.auth(Role.OPERATOR))
+    assert again.status_code == 409 and "revoked" in again.json()["detail"]

@@ -173,6 +173,10 @@ def test_the_edge_node_has_its_user_release_config_keys_and_units(community: Com
     node_cert.verify_directly_issued_by(certificate(host, "/etc/varta/ca.crt"))
     data = host.file("/var/lib/varta/edge")
     assert (data.user, data.mode) == ("varta", 0o750)
+    box_key = host.file("/var/lib/varta/edge/box.key")  # the sealing key, made on the node
+    assert (box_key.user, box_key.group, box_key.mode) == ("varta", "varta", 0o600)
+    public = host.run("/opt/varta/current/bin/varta edge pubkey --config /etc/varta/edge.yaml")
+    assert public.rc == 0 and len(public.stdout.strip()) == 44
     unit = host.file("/etc/systemd/system/varta-edge.service").content_string
     assert "Type=notify" in unit and "WatchdogSec=30" in unit and "User=varta" in unit
     assert enabled(host, "varta-edge") and enabled(host, "chrony")
@@ -202,6 +206,7 @@ def test_central_and_the_broker_are_configured(community: Community) -> None:
     config = yaml.safe_load(central.file("/etc/varta/central.yaml").content_string)
     assert config["database_url"] == "sqlite+aiosqlite:////var/lib/varta/central/varta.db"
     assert config["mqtt"]["tls"]["cert_file"] == "/etc/varta/mqtt.crt"
+    assert config["auth"] == {"cookie_secure": True, "require_enrolled_node_keys": True}  # HTTPS; enrolled keys
     assert common_name(certificate(central, "/etc/varta/mqtt.crt")) == "central"
     assert central.file("/var/lib/varta/central/varta.db").user == "varta"  # migrated as central's user
     assert central.file("/etc/varta/signing.key").mode == 0o640

@@ -67,6 +67,7 @@ class CentralProcess:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     token: str = ""
+    admin_token: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     """More config sections (``sites``, ``alerts``, ``incidents``, …), merged over the defaults."""
 
@@ -86,10 +87,11 @@ class CentralProcess:
         return public_key_text(load_or_create_signing_key(self.key_file).verify_key)
 
     def prepare(self) -> None:
-        """Migrate the database, create user ``op`` (operator) and an API token, write the config."""
+        """Migrate the database, create users ``op`` (operator) and ``chief`` (admin) with API tokens, write the
+        config."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         upgrade(self.database_url)
-        self.token = asyncio.run(self._make_token())
+        self.token, self.admin_token = asyncio.run(self._make_tokens())
         load_or_create_signing_key(self.key_file)
         config = {
             "database_url": self.database_url,
@@ -102,16 +104,19 @@ class CentralProcess:
         config.update(self.extra)
         (self.workdir / "central.yaml").write_text(yaml.safe_dump(config))
 
-    async def _make_token(self) -> str:
+    async def _make_tokens(self) -> tuple[str, str]:
         db = Database(self.database_url)
-        await ensure_user(db, "op", "operator-password-1", Role.OPERATOR)
-        async with db.session() as session:
-            user = await get_by_username(session, "op")
-            assert user is not None
-            secret, _ = await create_token(session, user, name="e2e")
-            await session.commit()
+        secrets = []
+        for username, role in (("op", Role.OPERATOR), ("chief", Role.ADMIN)):
+            await ensure_user(db, username, f"{role.value}-password-1", role)
+            async with db.session() as session:
+                user = await get_by_username(session, username)
+                assert user is not None
+                secret, _ = await create_token(session, user, name="e2e")
+                await session.commit()
+            secrets.append(secret)
         await db.dispose()
-        return secret
+        return secrets[0], secrets[1]
 
     def start(self, timeout: float = 30.0) -> CentralProcess:
         """Start and wait until /healthz says the broker is connected."""
