@@ -33,6 +33,7 @@ from central.dashboard import routes as dashboard_routes
 from central.dashboard.security import install_security_headers
 from central.incidents.engine import IncidentEngine
 from central.ingest.service import IngestService
+from central.kiosks.alerts import KioskAlertDispatcher
 from central.notify.service import NotificationService
 from central.services import Services
 from central.store import migrate
@@ -90,6 +91,7 @@ def create_app(config: CentralConfig, *, start_background: bool = True) -> FastA
                 on_notifications=services.notifications.wake,
                 alerts_known_until=services.alerts.known_until,
             )
+            services.kiosk_alerts = KioskAlertDispatcher(config, services.db, services.bus, services.commands)
             tasks = [
                 asyncio.create_task(mqtt.run(), name="mqtt-ingest"),
                 asyncio.create_task(command_mqtt.run(), name="mqtt-commands"),
@@ -99,6 +101,7 @@ def create_app(config: CentralConfig, *, start_background: bool = True) -> FastA
                 asyncio.create_task(supervise("alerts", services.alerts.run), name="alerts"),
                 asyncio.create_task(supervise("incidents", services.incidents.run), name="incidents"),
                 asyncio.create_task(supervise("notifications", services.notifications.run), name="notifications"),
+                asyncio.create_task(supervise("kiosk-alerts", services.kiosk_alerts.run), name="kiosk-alerts"),
             ]
         log.info("central.started", version=__version__, database=services.db.dialect, background=start_background)
         try:

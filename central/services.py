@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from central.commands import CommandService
     from central.incidents.engine import IncidentEngine
     from central.ingest.service import IngestService
+    from central.kiosks.alerts import KioskAlertDispatcher
     from central.notify.service import NotificationService
 
 
@@ -28,4 +29,5 @@ class Services:
     commands: CommandService | None = None
     alerts: AlertService | None = None
     incidents: IncidentEngine | None = None
+    kiosk_alerts: KioskAlertDispatcher | None = None
     notifications: NotificationService | None = None

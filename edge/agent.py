@@ -64,11 +64,13 @@ from varta.contract import (
 from varta.logs import setup_logging
 from varta.mqtt import MqttClient, Will
 from varta.sealing import load_or_create_box_key, public_key_text
+from varta.signing import public_key_text as signing_key_text
 from varta.supervise import supervise
 
 if TYPE_CHECKING:
     from edge.alerts.monitor import SirenMonitor
     from edge.cameras.manager import CameraManager
+    from edge.kiosks.manager import KioskManager
     from edge.power.ups import UpsMonitor
 
 log = structlog.get_logger(__name__)
@@ -81,7 +83,17 @@ SHUTDOWN_DRAIN_S: Final = 2.0
 MIN_GOODBYE_DRAIN_S: Final = 1.0  # the node.going_down event itself gets at least this long to be delivered
 #: Loops stopped first on a clean stop (before the publisher drains and the client disconnects): producers, and the
 #: uplink recorder, which must not take the agent's own disconnect for an outage.
-PRODUCER_LOOPS: Final = ("simulator", "cameras", "sirens", "ups", "uplink", "health", "commands", "maintenance")
+PRODUCER_LOOPS: Final = (
+    "simulator",
+    "cameras",
+    "kiosk",
+    "sirens",
+    "ups",
+    "uplink",
+    "health",
+    "commands",
+    "maintenance",
+)
 
 
 class EdgeAgent:
@@ -124,6 +136,20 @@ class EdgeAgent:
         """The siren monitor (when ``sirens.enabled``); a siren whose library is missing is a ConfigError."""
         if config.sirens.enabled:
             self.sirens = _siren_monitor_class()(config.sirens, self, data_dir=self.data_dir)
+        self.kiosk: KioskManager | None = None
+        """The kiosk this node drives (when ``kiosk.enabled``): player page, takeover, browser health."""
+        if config.kiosk.enabled:
+            self.kiosk = _kiosk_manager_class()(
+                config.kiosk,
+                self,
+                central_public_keys=[signing_key_text(k) for k in config.commands.verify_keys()],
+                kiosk_id=config.node_id,  # one kiosk per node: the Pi behind the screen
+                data_dir=self.data_dir,
+            )
+            self.capabilities.append("kiosk")
+            self.kiosk.register(self.registry)
+            if self.sirens is not None:  # a siren sounding here takes the screen over, central or not
+                self.sirens.listeners.append(self.kiosk.siren_changed)
         self._power_loss = False  # going down on low battery (and mains is not back yet)
         self._power_loss_said = False  # ... and the retained status says offline/power_loss
         self._going_down_lock = asyncio.Lock()
@@ -362,6 +388,8 @@ class EdgeAgent:
                 loops["ups"] = self.ups.run
             if self.sirens is not None:
                 loops["sirens"] = self.sirens.run
+            if self.kiosk is not None:
+                loops["kiosk"] = self.kiosk.run
             tasks = [asyncio.create_task(supervise(n, f, stop), name=f"edge-{n}") for n, f in loops.items()]
             loop_tasks = list(tasks)
             systemd = notifier_or_none()
@@ -491,6 +519,15 @@ def _siren_monitor_class() -> type[SirenMonitor]:
     from edge.alerts.monitor import SirenMonitor
 
     return SirenMonitor
+
+
+def _kiosk_manager_class() -> type[KioskManager]:
+    """The kiosk manager, imported only on nodes that drive a kiosk (it needs aiohttp: the 'kiosk' extra)."""
+    try:
+        from edge.kiosks.manager import KioskManager
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"kiosk.enabled needs the 'kiosk' extra (missing module {exc.name!r})") from exc
+    return KioskManager
 
 
 def _ups_monitor_class() -> type[UpsMonitor]:

@@ -16,6 +16,7 @@ from pydantic_settings import SettingsConfigDict
 
 from edge.alerts.config import SirensSettings
 from edge.cameras.config import CameraSettings
+from edge.kiosks.config import KioskSettings
 from edge.power.config import LowBatterySettings, PowerSettings, UpsSettings
 from varta.contract import MAX_PAYLOAD_BYTES, Identifier
 from varta.mqtt import MqttSettings
@@ -146,6 +147,7 @@ class EdgeConfig(YamlEnvSettings):
     cameras: CameraSettings = Field(default_factory=CameraSettings)
     power: PowerSettings = Field(default_factory=PowerSettings, description="the node's UPS through NUT")
     sirens: SirensSettings = Field(default_factory=SirensSettings, description="sirens watched (never triggered)")
+    kiosk: KioskSettings = Field(default_factory=KioskSettings, description="the public touchscreen this node drives")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: Literal["console", "json"] = "console"
 

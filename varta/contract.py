@@ -27,7 +27,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 SCHEMA_VERSION: Final = 1
 TOPIC_ROOT: Final = "varta"
@@ -278,6 +278,7 @@ class CommandType(StrEnum):
     CAMERA_SYNC_TIME = "camera.time.sync"
     CAMERA_LIVE_START = "camera.live.start"
     CAMERA_LIVE_STOP = "camera.live.stop"
+    KIOSK_ALERTS_SET = "kiosk.alerts.set"
 
 
 class Command(Envelope):
@@ -576,6 +577,30 @@ class LiveStopParams(BaseModel):
     session_id: str = Field(pattern=SESSION_ID_PATTERN)
 
 
+class KioskAlert(BaseModel):
+    """One official alert covering a kiosk's area (from central's alert feeds)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alert_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
+    region: str = Field(default="", max_length=200, description="the region's name, shown on the alert page")
+    drill: bool = Field(default=False, description="an exercise: the page shows «НАВЧАННЯ / DRILL»")
+    started_at: AwareDatetime
+
+
+class KioskAlertsParams(BaseModel):
+    """``params`` of ``kiosk.alerts.set``: every official alert covering the kiosk now (empty: all clear).
+
+    Level, not edge: central sends the whole set whenever it changes and again when the node restarts, so a lost or
+    late command is mended by the next one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_id: Identifier
+    alerts: list[KioskAlert] = Field(default_factory=list, max_length=32)
+
+
 class LiveError(StrEnum):
     """``reason`` of a failed ``camera.live.start`` (a :class:`CommandResult` with status ``error``)."""
 
@@ -758,6 +783,7 @@ COMMAND_PARAMS: Final[dict[CommandType, type[BaseModel] | None]] = {
     CommandType.CAMERA_SYNC_TIME: CameraRef,
     CommandType.CAMERA_LIVE_START: LiveStartParams,
     CommandType.CAMERA_LIVE_STOP: LiveStopParams,
+    CommandType.KIOSK_ALERTS_SET: KioskAlertsParams,
 }
 #: Commands whose successful ``result`` has a fixed shape (central reads these fields).
 COMMAND_RESULTS: Final[dict[CommandType, type[BaseModel]]] = {CommandType.CAMERA_LIVE_START: LiveStartResult}

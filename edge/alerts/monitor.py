@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from edge.alerts.history import FILE_NAME, SirenHistory
 from edge.alerts.inputs import InputReader
 from edge.alerts.worker import Clock, SirenWorker, system_clock
 from edge.devices import DeviceSink
+from varta.contract import SirenState
 from varta.supervise import supervise
 
 log = structlog.get_logger(__name__)
@@ -50,10 +52,18 @@ class SirenMonitor:
         self.readers: dict[str, InputReader] = {
             s.device_id: open_reader(s, pin_factory=pin_factory) for s in settings.sirens
         }
+        self.listeners: list[Callable[[str, SirenState], None]] = []
+        """Called with (siren id, new state) the moment a siren's state settles (before it is published)."""
         self.workers: dict[str, SirenWorker] = {
-            s.device_id: SirenWorker(s, self.readers[s.device_id], sink, history=self.history, clock=clock)
+            s.device_id: SirenWorker(
+                s, self.readers[s.device_id], sink, history=self.history, clock=clock, on_change=self._tell
+            )
             for s in settings.sirens
         }
+
+    def _tell(self, device_id: str, state: SirenState) -> None:
+        for listener in list(self.listeners):
+            listener(device_id, state)
 
     def simulated(self, device_id: str) -> SimulatedReader:
         """The inputs of a simulated siren, to set from code (KeyError: no such siren; TypeError: not simulated)."""

@@ -111,8 +111,11 @@ class SirenWorker:
         *,
         history: SirenHistory,
         clock: Clock = system_clock,
+        on_change: Callable[[str, SirenState], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.on_change = on_change
+        """Told of every settled state change at once, on the node (the kiosk's takeover), before any publishing."""
         self.device_id = settings.device_id
         self.reader = reader
         self.sink = sink
@@ -299,6 +302,11 @@ class SirenWorker:
         self._events.append(change)
         self.stats.pending_events = len(self._events)
         self._mark_dirty()
+        if self.on_change is not None:
+            try:
+                self.on_change(self.device_id, change.state)
+            except Exception:  # a listener's bug must not stop the siren being watched
+                log.exception("siren.listener_failed", siren_id=self.device_id)
 
     def _mark_dirty(self) -> None:
         self._dirty = True
