@@ -279,6 +279,7 @@ class CommandType(StrEnum):
     CAMERA_LIVE_START = "camera.live.start"
     CAMERA_LIVE_STOP = "camera.live.stop"
     KIOSK_ALERTS_SET = "kiosk.alerts.set"
+    KIOSK_CONTENT_UPDATE = "kiosk.content.update"
 
 
 class Command(Envelope):
@@ -601,6 +602,24 @@ class KioskAlertsParams(BaseModel):
     alerts: list[KioskAlert] = Field(default_factory=list, max_length=32)
 
 
+class KioskContentParams(BaseModel):
+    """``params`` of ``kiosk.content.update``: new content is ready for the kiosk.
+
+    The signed manifest is fetched from *manifest_url* and must hash to *manifest_sha256* (the command itself is
+    signed, so this binds the download to central's word); every asset is then fetched from
+    ``<content_base_url>/<sha256>`` (resumable), checked against the manifest and installed. Manifests and assets are
+    content a public screen shows: the node needs no credentials for them, only the signatures.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_id: Identifier
+    version: int = Field(ge=1, lt=2**53)
+    manifest_url: str = Field(max_length=2000, pattern=r"^https?://[^\s]+$")
+    manifest_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    content_base_url: str = Field(max_length=2000, pattern=r"^https?://[^\s]+[^/]$")
+
+
 class LiveError(StrEnum):
     """``reason`` of a failed ``camera.live.start`` (a :class:`CommandResult` with status ``error``)."""
 
@@ -784,6 +803,7 @@ COMMAND_PARAMS: Final[dict[CommandType, type[BaseModel] | None]] = {
     CommandType.CAMERA_LIVE_START: LiveStartParams,
     CommandType.CAMERA_LIVE_STOP: LiveStopParams,
     CommandType.KIOSK_ALERTS_SET: KioskAlertsParams,
+    CommandType.KIOSK_CONTENT_UPDATE: KioskContentParams,
 }
 #: Commands whose successful ``result`` has a fixed shape (central reads these fields).
 COMMAND_RESULTS: Final[dict[CommandType, type[BaseModel]]] = {CommandType.CAMERA_LIVE_START: LiveStartResult}
