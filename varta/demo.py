@@ -106,6 +106,7 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
     from central.store.db import Database
     from edge.agent import EdgeAgent
     from edge.config import EdgeConfig
+    from varta.demo_kiosk import demo_content
     from varta.demo_scenario import DEMO_REGIONS, DEMO_SIRENS, DemoAlertFeed, DemoUps, play
     from varta.mqtt import MqttSettings
     from varta.signing import load_or_create_signing_key, public_key_text
@@ -157,6 +158,7 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
     edge_tasks = []
     agents: list[EdgeAgent] = []
     ups = DemoUps()
+    kiosk_port = pick_port(8090)
     for i in range(options.nodes):
         site = DEMO_SITES[i % len(DEMO_SITES)]
         blackout_node = i == min(2, options.nodes - 1)  # the village south's node runs on a (simulated) UPS
@@ -174,6 +176,7 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
                 "sirens": [{"device_id": f"siren-{i + 1}", "name": DEMO_SIRENS[site], "inputs": {"kind": "simulated"}}],
             },
             power={"enabled": blackout_node, "ups": {"name": "demo", "poll_interval_s": 2.0}},
+            kiosk=_demo_kiosk(data / f"node-{i + 1}", kiosk_port) if i == 0 else {},
         )
         agent = EdgeAgent(edge)
         if agent.ups is not None:
@@ -181,10 +184,15 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
         agents.append(agent)
         edge_tasks.append(asyncio.create_task(agent.run(edge_stop), name=f"edge-{i + 1}"))
     scenario = asyncio.create_task(play(feed, agents, ups if options.nodes >= 3 else None), name="demo-scenario")
+    kiosk_agent = agents[0]
+    if kiosk_agent.kiosk is not None:
+        await kiosk_agent.wait_ready(20)
+        signed, files = await asyncio.to_thread(demo_content, key, kiosk_agent.node_id, data / "kiosk-media")
+        await kiosk_agent.kiosk.install_content(signed, files)
 
     while not server.started and not server_task.done():
         await asyncio.sleep(0.05)
-    _banner(http_port, broker_port, data, options.nodes)
+    _banner(http_port, broker_port, data, options.nodes, kiosk_port)
     camera_task: asyncio.Task[None] | None = None
     if options.real_camera:
         camera_task = asyncio.create_task(
@@ -327,7 +335,27 @@ async def _real_camera_node(data: Path, mqtt: Any, central_key: str, stop: async
         log.warning("demo.real_camera_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
 
-def _banner(http_port: int, broker_port: int, data: Path, nodes: int) -> None:
+def _demo_kiosk(folder: Path, port: int) -> dict[str, Any]:
+    """node-1 drives a kiosk: open its player page in a browser (the restart command does nothing in the demo)."""
+    return {
+        "enabled": True,
+        "name": "Kiosk on the square",
+        "listen_port": port,
+        "content_dir": folder / "kiosk",
+        "shelter": {
+            "name": "Укриття: підземний перехід біля ратуші",
+            "address": "вул. Соборна, 1",
+            "directions": "Праворуч від кіоску, 120 м, вхід зі сходами та пандусом",
+            "distance_m": 120,
+            "name_en": "Shelter: underpass by the town hall",
+            "directions_en": "120 m to the right, stairs and ramp",
+        },
+        "heartbeat_timeout_s": 60,
+        "restart": {"command": [sys.executable, "-c", "pass"], "max_per_boot": 100, "min_interval_s": 3600},
+    }
+
+
+def _banner(http_port: int, broker_port: int, data: Path, nodes: int, kiosk_port: int) -> None:
     users = "\n".join(f"      {u:<11} / {p:<24} ({r})" for u, p, r in DEMO_USERS)
     print(
         f"""
@@ -340,6 +368,8 @@ def _banner(http_port: int, broker_port: int, data: Path, nodes: int) -> None:
 
     Embedded MQTT broker (amqtt, MQTT 3.1.1): 127.0.0.1:{broker_port} — loopback only.
     {nodes} simulated edge node(s) with cameras, a kiosk and a siren; data in {data}
+    Kiosk player (node-1): http://127.0.0.1:{kiosk_port}/player — open it full screen; it plays signed content
+    and turns into the shelter page while node-1's siren sounds or an official alert covers its site.
     Every 10 minutes (first after 45 s): an official air-raid alert from a local feed; one siren sounds, one stays
     silent (siren_failure), later a siren sounds with no alert and the third site has a blackout (power_outage).
     See Incidents, Sirens and Reports in the dashboard.

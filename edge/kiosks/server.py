@@ -185,8 +185,8 @@ class PlayerServer:
                         continue
                     state = getter.result()
                     await response.write(b"event: state\ndata: " + state.model_dump_json().encode() + b"\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the page went away
         finally:
             stopping.cancel()
             self.streams -= 1

@@ -73,7 +73,8 @@ def wheelhouse(dest: Path) -> Path:
     uv = shutil.which("uv") or str(ROOT / "build" / "uv" / "bin" / "uv")
     subprocess.run([uv, "build", "--wheel", "-o", str(dest), "-q"], cwd=ROOT, check=True, timeout=300)
     requirements = dest / "requirements.txt"
-    export = ["export", "--frozen", "--no-dev", "--extra", "alerts", "--extra", "central", "--no-emit-project"]
+    export = ["export", "--frozen", "--no-dev", "--extra", "alerts", "--extra", "kiosk", "--extra", "central"]
+    export.append("--no-emit-project")
     exported = subprocess.run(
         [uv, *export, "--no-hashes", "-q"],
         cwd=ROOT,

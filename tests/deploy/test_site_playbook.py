@@ -166,6 +166,8 @@ def test_the_edge_node_has_its_user_release_config_keys_and_units(community: Com
     rendered = yaml.safe_load(config.content_string)
     assert rendered["node_id"] == "pi-test-1" and rendered["site"] == "test-site"
     assert rendered["mqtt"]["host"] == "broker.test" and rendered["mqtt"]["tls"]["cert_file"] == "/etc/varta/node.crt"
+    assert rendered["kiosk"]["enabled"] is True  # pi-test-1 is in the kiosk group
+    assert host.run("/opt/varta/current/bin/python -c 'import aiohttp, edge.kiosks.manager'").rc == 0
     key = host.file("/etc/varta/node.key")
     assert (key.user, key.group, key.mode) == ("root", "varta", 0o640)
     node_cert = certificate(host, "/etc/varta/node.crt")
@@ -192,6 +194,9 @@ def test_the_kiosk_boots_into_chromium_without_restore_prompts(community: Commun
     unit = host.file("/etc/systemd/system/varta-kiosk.service").content_string
     assert "/usr/bin/cage" in unit and "--kiosk" in unit and "http://127.0.0.1:8090/player" in unit
     assert "ExecStartPre=/usr/local/lib/varta-kiosk-reset-profile" in unit
+    assert "--remote-debugging-address=127.0.0.1" in unit  # screenshots for the takeover proof, loopback only
+    rule = host.file("/etc/polkit-1/rules.d/50-varta-kiosk.rules").content_string
+    assert '"varta-kiosk.service"' in rule and '"restart"' in rule and '"varta"' in rule
     assert enabled(host, "varta-kiosk")
     assert host.file("/etc/systemd/system/getty@tty1.service").linked_to == "/dev/null"
     prefs = "/var/lib/kiosk/chromium/Default/Preferences"

@@ -89,3 +89,21 @@ async def test_the_demo_plays_its_real_camera_live(demo: tuple[str, list[str]], 
     await page.screenshot(path=screenshot_path("demo-sirens"))
     sources = await page.evaluate("() => fetch('/api/v1/alerts/sources').then(r => r.json())")
     assert [s["name"] for s in sources["sources"]] == ["demo"]
+
+
+async def test_the_demo_kiosk_plays_its_signed_content(
+    demo: tuple[str, list[str]], browser: Browser
+) -> None:
+    _, lines = demo
+    player = next(m.group(1) for x in lines if (m := re.search(r"Kiosk player \(node-1\):\s+(\S+/player)", x)))
+    page = await browser.new_page(viewport={"width": 1280, "height": 720})
+    await page.goto(player)
+    deadline = time.monotonic() + 20
+    while await page.evaluate("document.body.dataset.mode || ''") != "playlist":
+        assert time.monotonic() < deadline, "the demo kiosk never started its playlist"
+        await page.wait_for_timeout(100)
+    while not any("/bundle/" in f.url for f in page.frames):  # the welcome bundle, in its sandboxed frame
+        assert time.monotonic() < deadline, "the demo kiosk's welcome bundle never showed"
+        await page.wait_for_timeout(100)
+    assert await page.evaluate("document.body.dataset.itemKind") == "bundle"
+    await page.screenshot(path=screenshot_path("demo-kiosk-playlist"))

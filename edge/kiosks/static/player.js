@@ -150,12 +150,12 @@
     var s = a.shelter || {};
     text('shelter-name', s.name || 'Найближче укриття');
     text('shelter-address', s.address);
-    text('shelter-distance', s.distance_m != null ? s.distance_m + ' м' : '');
+    text('shelter-distance', s.distance_m != null ? s.distance_m + ' м пішки · ' + s.distance_m + ' m walk' : '');
     text('shelter-directions', s.directions);
     text('shelter-en', [s.name_en, s.directions_en].filter(Boolean).join(' — '));
     var since = new Date(a.started_at);
     text('alert-since', since.toLocaleTimeString('uk-UA', { hour: '2-digit', minute: '2-digit' }));
-    text('alert-region', a.region);
+    text('alert-region', a.region ? ' · ' + a.region : '');
     document.getElementById('drill').hidden = !a.drill;
     alertBox.hidden = false;
     blank.hidden = true;

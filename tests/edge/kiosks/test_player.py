@@ -27,6 +27,7 @@ from tests.support.ports import free_port
 from varta.signing import public_key_text
 
 pytestmark = pytest.mark.slow
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
 SHELTER = "Укриття: підземний перехід під Майданом"
 RECORD_RESTART = "import sys; open(sys.argv[1], 'a').write('restart\\n')"
@@ -212,6 +213,8 @@ async def test_a_local_siren_takes_the_screen_over_with_central_down_and_the_all
     text = await page.inner_text("#alert")
     assert "ПОВІТРЯНА ТРИВОГА" in text and SHELTER in text and "120 м" in text
     assert await page.is_hidden("#drill")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / "kiosk-alert.png")
     assert await page.evaluate("document.querySelectorAll('#stage > *').length") == 0  # nothing else on screen
 
     await eventually(lambda: bool(rig.events("kiosk.takeover_shown")), 10, "the takeover proof")
