@@ -280,6 +280,7 @@ class CommandType(StrEnum):
     CAMERA_LIVE_STOP = "camera.live.stop"
     KIOSK_ALERTS_SET = "kiosk.alerts.set"
     KIOSK_CONTENT_UPDATE = "kiosk.content.update"
+    KIOSK_SCREENSHOT = "kiosk.screenshot"
 
 
 class Command(Envelope):
@@ -423,12 +424,13 @@ class CameraInfo(Envelope):
 
 
 class Snapshot(Envelope):
-    """On ``…/snapshot/<device>``: a camera's latest picture (JPEG thumbnail, base64)."""
+    """On ``…/snapshot/<device>``: a camera's latest picture, or what a kiosk's screen shows (``source: screen``);
+    JPEG, base64."""
 
     type: Literal["snapshot"] = "snapshot"
     device_id: Identifier
     taken_at: datetime
-    source: Literal["onvif", "rtsp"]
+    source: Literal["onvif", "rtsp", "screen"]
     purpose: Literal["periodic", "on_demand"] = "periodic"
     content_type: Literal["image/jpeg"] = "image/jpeg"
     width: int = Field(ge=1, le=16_384)
@@ -804,6 +806,7 @@ COMMAND_PARAMS: Final[dict[CommandType, type[BaseModel] | None]] = {
     CommandType.CAMERA_LIVE_STOP: LiveStopParams,
     CommandType.KIOSK_ALERTS_SET: KioskAlertsParams,
     CommandType.KIOSK_CONTENT_UPDATE: KioskContentParams,
+    CommandType.KIOSK_SCREENSHOT: CameraRef,
 }
 #: Commands whose successful ``result`` has a fixed shape (central reads these fields).
 COMMAND_RESULTS: Final[dict[CommandType, type[BaseModel]]] = {CommandType.CAMERA_LIVE_START: LiveStartResult}

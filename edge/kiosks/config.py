@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from edge.kiosks.download import DownloadSettings
 from edge.kiosks.restart import RestartSettings
 from edge.kiosks.screen import ScreenSettings
 from varta.contract import ID_PATTERN
@@ -59,6 +60,9 @@ class KioskSettings(BaseModel):
     restart: RestartSettings = Field(
         default_factory=RestartSettings, description="how the browser is restarted when it stops heartbeating"
     )
+    download: DownloadSettings = Field(
+        default_factory=DownloadSettings, description="how content is fetched from central (resumable, rate-capped)"
+    )
     screen: ScreenSettings = Field(default_factory=ScreenSettings, description="how the screen is switched on/off")
     screen_on_windows: list[TimeWindow] = Field(
         default_factory=list,
@@ -86,6 +90,9 @@ class KioskSettings(BaseModel):
 
     devtools_port: int = Field(
         default=9222, ge=1, le=65535, description="the browser's DevTools port on 127.0.0.1 (screenshots, proof)"
+    )
+    screenshot_interval_s: float = Field(
+        default=300.0, ge=10, le=86_400, description="how often what the screen shows is sent to central"
     )
     restart_grace_s: float = Field(
         default=60.0, ge=1, le=3600, description="after a restart, the browser has this long to heartbeat again"

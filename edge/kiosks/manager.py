@@ -13,13 +13,14 @@ browser's DevTools port and reports ``kiosk.takeover_shown`` with the screenshot
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -28,27 +29,50 @@ from edge.devices import DeviceSink
 from edge.kiosks.cdp import CdpClient, CdpError
 from edge.kiosks.clock import clock_synchronised
 from edge.kiosks.config import KioskSettings
-from edge.kiosks.content import ContentCache, ContentRefused
+from edge.kiosks.content import ContentCache, ContentRefused, RefusedReason
 from edge.kiosks.director import KioskDirector, OfficialAlert
+from edge.kiosks.download import Downloader, DownloadError, DownloadReason
 from edge.kiosks.restart import BrowserRestarter, RestartStatus
 from edge.kiosks.screen import ScreenError, screen_from_settings
 from edge.kiosks.server import Heartbeat, Played, PlayerServer, Shown
+from edge.outbox import MessageClass
 from varta.contract import (
+    CameraRef,
+    Channel,
     Command,
     CommandType,
     DeviceKind,
     DeviceStatus,
+    Envelope,
     KioskAlertsParams,
+    KioskContentParams,
     Severity,
     SirenState,
+    Snapshot,
     utcnow,
 )
-from varta.kiosk_manifest import Manifest
+from varta.kiosk_manifest import Manifest, ManifestError
+from varta.supervise import supervise
 
 log = structlog.get_logger(__name__)
 
 SCHEDULE_TICK_S = 15.0
+SCREENSHOT_QUALITY = 70
+
+
+class KioskHost(DeviceSink, Protocol):
+    """What the kiosk needs from the edge agent (:class:`~edge.agent.EdgeAgent` provides it)."""
+
+    def envelope(self) -> dict[str, Any]: ...
+
+    async def publish_message(
+        self, channel: Channel, message: Envelope, *, device: str | None = None, cls: MessageClass | None = None
+    ) -> int: ...
+
+
 CLOCK_CHECK_S = 300.0
+CONTENT_RETRY_S = 30.0
+CONTENT_RETRY_MAX_S = 1800.0
 
 
 @dataclass
@@ -80,7 +104,7 @@ class KioskManager:
     def __init__(
         self,
         settings: KioskSettings,
-        sink: DeviceSink,
+        host: KioskHost,
         *,
         central_public_keys: list[str],
         kiosk_id: str,
@@ -89,7 +113,8 @@ class KioskManager:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.sink = sink
+        self.host = host
+        self.sink: DeviceSink = host
         self.monotonic = monotonic
         self.director = KioskDirector(settings)
         self.content = ContentCache(
@@ -114,6 +139,12 @@ class KioskManager:
         """What the screen was last switched to (None: not yet)."""
         self.screen_errors: collections.Counter[str] = collections.Counter()
         self.health = KioskHealth(watch_from=monotonic())
+        self.downloader = Downloader(settings.download, work_dir=settings.content_dir / "downloads")
+        self.download_failures: collections.Counter[str] = collections.Counter()
+        self.screenshots_sent = 0
+        self.screenshot_failures: collections.Counter[str] = collections.Counter()
+        self._pending_content: KioskContentParams | None = None
+        self._content_wake = asyncio.Event()
         self.proofs: list[dict[str, Any]] = []
         self.play_log: collections.deque[Played] = collections.deque(maxlen=1000)
         """Proof of play: what was on screen, when (newest last)."""
@@ -129,6 +160,107 @@ class KioskManager:
     def register(self, registry: CommandRegistry) -> None:
         """Add the kiosk's commands to the agent's registry."""
         registry.register(CommandType.KIOSK_ALERTS_SET.value, self._cmd_alerts_set)
+        registry.register(CommandType.KIOSK_CONTENT_UPDATE.value, self._cmd_content_update)
+        registry.register(CommandType.KIOSK_SCREENSHOT.value, self._cmd_screenshot, concurrent=True)
+
+    async def _cmd_screenshot(self, command: Command) -> dict[str, Any]:
+        params = CameraRef.model_validate(command.params)
+        if params.device_id != self.settings.device_id:
+            raise CommandFailed(f"this node's kiosk is {self.settings.device_id}, not {params.device_id}")
+        try:
+            return await self.send_screenshot("on_demand")
+        except CdpError as exc:
+            raise CommandFailed(f"no screenshot: {exc.reason}: {exc.detail}"[:300]) from None
+
+    async def send_screenshot(self, purpose: Literal["periodic", "on_demand"]) -> dict[str, Any]:
+        """Take what the screen shows (DevTools) and send it to central as a ``screen`` snapshot."""
+        shot = await self.cdp.screenshot(format="jpeg", quality=SCREENSHOT_QUALITY)
+        message = Snapshot(
+            **self.host.envelope(),
+            device_id=self.settings.device_id,
+            taken_at=shot.taken_at,
+            source="screen",
+            purpose=purpose,
+            width=shot.width,
+            height=shot.height,
+            data=base64.b64encode(shot.data).decode(),
+        )
+        seq = await self.host.publish_message(Channel.SNAPSHOT, message, device=self.settings.device_id)
+        self.screenshots_sent += 1
+        return {"seq": seq, "sha256": shot.sha256, "width": shot.width, "height": shot.height, "bytes": len(shot.data)}
+
+    async def _screenshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.screenshot_interval_s)
+            if self.health.last_beat is None:
+                continue  # nothing on screen yet
+            try:
+                await self.send_screenshot("periodic")
+            except CdpError as exc:
+                self.screenshot_failures[str(exc.reason)] += 1
+
+    async def _cmd_content_update(self, command: Command) -> dict[str, Any]:
+        params = KioskContentParams.model_validate(command.params)
+        if params.device_id != self.settings.device_id:
+            raise CommandFailed(f"this node's kiosk is {self.settings.device_id}, not {params.device_id}")
+        current = self.content.current_version
+        if current is not None and params.version <= current:
+            return {"accepted": False, "version": current, "detail": "this version or a newer one is already playing"}
+        pending = self._pending_content
+        if pending is None or params.version > pending.version:
+            self._pending_content = params
+            self._content_wake.set()
+        return {"accepted": True, "version": params.version}
+
+    async def _content_loop(self) -> None:
+        """Download and install the newest content central announced; retried with back-off over a flaky link."""
+        failures = 0
+        while True:
+            await self._content_wake.wait()
+            self._content_wake.clear()
+            params = self._pending_content
+            if params is None:
+                continue
+            outcome = await self._update_content(params)
+            if outcome == "retry":
+                failures += 1
+                delay = min(CONTENT_RETRY_MAX_S, CONTENT_RETRY_S * 2 ** (failures - 1))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._content_wake.wait(), delay)  # a newer version wakes us at once
+                self._content_wake.set()
+                continue
+            failures = 0
+            if self._pending_content is params:
+                self._pending_content = None
+
+    async def _update_content(self, params: KioskContentParams) -> str:
+        """``done`` (installed or refused for good) or ``retry`` (the download failed: try again later)."""
+        try:
+            signed, files = await self.downloader.fetch_all(params, self.content.central_public_keys, self._have)
+        except DownloadError as exc:
+            self.download_failures[str(exc.reason)] += 1
+            log.warning(
+                "kiosk.download_failed", version=params.version, reason=str(exc.reason), detail=exc.detail[:200]
+            )
+            if self.download_failures[str(exc.reason)] == 1 or exc.reason == DownloadReason.HASH_MISMATCH:
+                await self.sink.emit_event(
+                    "kiosk.content_download_failed",
+                    Severity.WARNING,
+                    self.settings.device_id,
+                    f"downloading content version {params.version} failed ({exc.reason}): {exc.detail}"[:500],
+                    {"version": params.version, "reason": str(exc.reason), "detail": exc.detail[:300]},
+                )
+            return "retry"
+        except ManifestError as exc:
+            await self._refused(ContentRefused(RefusedReason.MANIFEST, str(exc.reason), exc.detail))
+            return "done"
+        await self.install_content(signed, files)
+        await asyncio.to_thread(self.downloader.cleanup, set())
+        return "done"
+
+    def _have(self, sha256: str, size: int) -> bool:
+        blob = self.content.blob(sha256)
+        return blob.is_file() and blob.stat().st_size == size
 
     async def _cmd_alerts_set(self, command: Command) -> dict[str, Any]:
         params = KioskAlertsParams.model_validate(command.params)
@@ -166,15 +298,7 @@ class KioskManager:
         try:
             manifest = await self.content.install(signed, files)
         except ContentRefused as exc:
-            self.refused[f"{exc.reason}:{exc.code}"] += 1
-            log.warning("kiosk.content_refused", reason=str(exc.reason), code=exc.code, detail=exc.detail[:300])
-            await self.sink.emit_event(
-                "kiosk.content_refused",
-                Severity.WARNING,
-                self.settings.device_id,
-                f"new content refused ({exc.code}): {exc.detail}"[:500],
-                {"reason": str(exc.reason), "code": exc.code, "detail": exc.detail[:500]},
-            )
+            await self._refused(exc)
             return None
         self.content.use(manifest)
         self.director.set_manifest(manifest)
@@ -187,6 +311,17 @@ class KioskManager:
             {"version": manifest.version, "assets": len(manifest.assets)},
         )
         return manifest
+
+    async def _refused(self, exc: ContentRefused) -> None:
+        self.refused[f"{exc.reason}:{exc.code}"] += 1
+        log.warning("kiosk.content_refused", reason=str(exc.reason), code=exc.code, detail=exc.detail[:300])
+        await self.sink.emit_event(
+            "kiosk.content_refused",
+            Severity.WARNING,
+            self.settings.device_id,
+            f"new content refused ({exc.code}): {exc.detail}"[:500],
+            {"reason": str(exc.reason), "code": exc.code, "detail": exc.detail[:500]},
+        )
 
     def _note_change(self) -> None:
         self._changed_at.setdefault(self.director.state.generation, self.monotonic())
@@ -201,6 +336,8 @@ class KioskManager:
         self.director.set_manifest(manifest)
         await self.server.start()
         await self._publish_status()
+        content_task = asyncio.create_task(supervise("kiosk-content", self._content_loop), name="kiosk-content")
+        shots = asyncio.create_task(supervise("kiosk-screenshots", self._screenshot_loop), name="kiosk-screenshots")
         try:
             while True:
                 self.director.refresh()  # the schedule may have moved on
@@ -212,6 +349,9 @@ class KioskManager:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=min(SCHEDULE_TICK_S, self._tick_s()))
         finally:
+            content_task.cancel()
+            shots.cancel()
+            await asyncio.gather(content_task, shots, return_exceptions=True)
             await self.server.stop()
 
     def _tick_s(self) -> float:
@@ -396,6 +536,9 @@ class KioskManager:
             "rejected_requests": dict(self.server.rejected),
             "proofs": len(self.proofs),
             "content_refused": dict(self.refused),
+            "downloads": self.downloader.stats(),
+            "screenshots_sent": self.screenshots_sent,
+            "screenshot_failures": dict(self.screenshot_failures),
             "screen_on": self.screen_on,
             "screen_errors": dict(self.screen_errors),
         }
