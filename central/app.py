@@ -18,6 +18,8 @@ from central.api import cameras as cameras_api
 from central.api import commands as commands_api
 from central.api import fleet as fleet_api
 from central.api import incidents as incidents_api
+from central.api import kiosk_screens as kiosk_screens_api
+from central.api import kiosks as kiosks_api
 from central.api import live as live_api
 from central.api import node_keys as node_keys_api
 from central.api import reports as reports_api
@@ -133,6 +135,8 @@ def create_app(config: CentralConfig, *, start_background: bool = True) -> FastA
         session_api.router,
         fleet_api.router,
         node_keys_api.router,
+        kiosk_screens_api.router,
+        kiosks_api.router,
         commands_api.router,
         cameras_api.router,
         live_api.router,

@@ -19,6 +19,7 @@ from central.bus import Bus
 from central.store.camera_models import Camera, CameraSnapshot, DiscoveredDeviceRecord
 from central.store.camera_queries import camera_view
 from central.store.fleet_models import DeviceStateRecord, Node
+from central.store.kiosk_screen_models import KioskScreenshot
 from varta.contract import (
     CameraInfo,
     ContractError,
@@ -132,12 +133,52 @@ async def mirror_states(
             camera.name = state.name
 
 
+async def store_screenshots(session: AsyncSession, items: list[tuple[Snapshot, str, datetime]]) -> None:
+    """Store what kiosks' screens showed (``source: screen``); keep the newest :data:`SNAPSHOTS_KEPT` per kiosk."""
+    touched: set[tuple[str, str]] = set()
+    for message, _, received_at in items:
+        session.add(
+            KioskScreenshot(
+                node_id=message.node_id,
+                device_id=message.device_id,
+                taken_at=message.taken_at,
+                received_at=received_at,
+                purpose=message.purpose,
+                width=message.width,
+                height=message.height,
+                data=snapshot_bytes(message),
+            )
+        )
+        touched.add((message.node_id, message.device_id))
+    await session.flush()
+    for node_id, device_id in touched:
+        keep = (
+            select(KioskScreenshot.id)
+            .where(KioskScreenshot.node_id == node_id, KioskScreenshot.device_id == device_id)
+            .order_by(KioskScreenshot.taken_at.desc(), KioskScreenshot.id.desc())
+            .limit(SNAPSHOTS_KEPT)
+        )
+        kept = list((await session.scalars(keep)).all())
+        await session.execute(
+            delete(KioskScreenshot).where(
+                KioskScreenshot.node_id == node_id,
+                KioskScreenshot.device_id == device_id,
+                KioskScreenshot.id.not_in(kept),
+            )
+        )
+
+
 async def store_snapshots(
     session: AsyncSession, items: list[tuple[Snapshot, str, datetime]], changes: CameraChanges
 ) -> None:
-    """Store pictures; keep the newest :data:`SNAPSHOTS_KEPT` per camera."""
+    """Store pictures; keep the newest :data:`SNAPSHOTS_KEPT` per camera (kiosk screenshots go to their own table)."""
+    screens = [item for item in items if item[0].source == "screen"]
+    if screens:
+        await store_screenshots(session, screens)
     touched: set[tuple[str, str]] = set()
     for message, site, received_at in items:
+        if message.source == "screen":
+            continue
         camera = await _camera(session, changes, message.node_id, message.device_id, site, received_at)
         session.add(
             CameraSnapshot(

@@ -19,8 +19,10 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -149,6 +151,13 @@ class KioskManager:
         self.play_log: collections.deque[Played] = collections.deque(maxlen=1000)
         """Proof of play: what was on screen, when (newest last)."""
         self.plays_by_day: collections.Counter[str] = collections.Counter()
+        self.touch_sessions: collections.Counter[str] = collections.Counter()
+        """Touch sessions per local day (a touch after the page had returned to its loop starts one)."""
+        self.day_items: dict[str, list[float]] = {}
+        """Today's proof of play: item → [plays, seconds on screen]; reported and reset at local midnight."""
+        self._report_day = self._local_day()
+        self._touching = False
+        self._session_touch: datetime | None = None
         self.refused: collections.Counter[str] = collections.Counter()
         """Content refused, by ``reason:code``."""
         self._changed_at: dict[int, float] = {}
@@ -345,6 +354,7 @@ class KioskManager:
                 await self._watch()
                 await self._check_clock()
                 await self._publish_status()
+                await self._daily_report()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=min(SCHEDULE_TICK_S, self._tick_s()))
@@ -423,9 +433,18 @@ class KioskManager:
         if beat.errors:
             h.recent_errors = beat.errors[-5:]
             h.errors_at = h.last_beat
+        day = self._local_day()
         for played in beat.played:
             self.play_log.append(played)
-            self.plays_by_day[played.started_at.date().isoformat()] += 1
+            self.plays_by_day[day] += 1
+            item = self.day_items.setdefault(played.src, [0, 0.0])
+            item[0] += 1
+            item[1] += max(0.0, played.seconds)
+        if beat.touching and beat.last_touch_at is not None and beat.last_touch_at != self._session_touch:
+            if not self._touching:  # a new touch session (the page went back to the loop in between)
+                self.touch_sessions[day] += 1
+            self._session_touch = beat.last_touch_at
+        self._touching = beat.touching
         if h.capped or h.restart_pending:
             h.capped = h.restart_pending = False  # it came back (by itself, restarted, or someone visited)
             self._wake.set()
@@ -459,6 +478,25 @@ class KioskManager:
             return
         self._last_status = key
         await self._report(status, reason, detail)
+
+    def _local_day(self) -> str:
+        return utcnow().astimezone(ZoneInfo(self.settings.timezone)).date().isoformat()
+
+    async def _daily_report(self, *, force: bool = False) -> None:
+        """At local midnight: the day's proof of play and touch sessions to central (``kiosk.day_report``)."""
+        today = self._local_day()
+        if today == self._report_day and not force:
+            return
+        day, self._report_day = self._report_day, today
+        items = {src: {"plays": int(v[0]), "seconds": round(v[1], 1)} for src, v in sorted(self.day_items.items())}
+        self.day_items = {}
+        await self.sink.emit_event(
+            "kiosk.day_report",
+            Severity.INFO,
+            self.settings.device_id,
+            f"{day}: {self.plays_by_day.pop(day, 0)} items played, {self.touch_sessions.get(day, 0)} touch sessions",
+            {"date": day, "items": dict(list(items.items())[:100]), "touch_sessions": self.touch_sessions.pop(day, 0)},
+        )
 
     async def _check_clock(self) -> None:
         now = self.monotonic()

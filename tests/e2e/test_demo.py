@@ -91,9 +91,7 @@ async def test_the_demo_plays_its_real_camera_live(demo: tuple[str, list[str]], 
     assert [s["name"] for s in sources["sources"]] == ["demo"]
 
 
-async def test_the_demo_kiosk_plays_its_signed_content(
-    demo: tuple[str, list[str]], browser: Browser
-) -> None:
+async def test_the_demo_kiosk_plays_its_signed_content(demo: tuple[str, list[str]], browser: Browser) -> None:
     _, lines = demo
     player = next(m.group(1) for x in lines if (m := re.search(r"Kiosk player \(node-1\):\s+(\S+/player)", x)))
     page = await browser.new_page(viewport={"width": 1280, "height": 720})

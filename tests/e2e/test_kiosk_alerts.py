@@ -16,14 +16,13 @@ from playwright.async_api import Page, async_playwright
 
 from edge.agent import EdgeAgent
 from edge.config import EdgeConfig
-from tests.edge.kiosks.content_support import Content, bundle, png
+from tests.edge.kiosks.content_support import bundle, png
 from tests.edge.kiosks.test_player import BUNDLE_HTML, RECORD_RESTART, SHELTER, wait_js
 from tests.support.alert_feed import AlertFeedServer, api_alert
 from tests.support.broker import Broker
 from tests.support.kiosk_browser import KioskBrowser
 from tests.support.ports import free_port
 from tests.support.stack import CentralProcess
-from varta.signing import load_or_create_signing_key
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +37,7 @@ class Community:
     page: Page
     api: httpx.AsyncClient
     restarts: Path
+    media: Path
 
     async def events(self, kind: str) -> list[dict[str, Any]]:
         events = (await self.api.get("/api/v1/events", params={"limit": 1000})).json()
@@ -71,7 +71,6 @@ async def community(broker: Broker, tmp_path: Path) -> AsyncIterator[Community]:
     await asyncio.to_thread(central.start)
     media = tmp_path / "media"
     media.mkdir()
-    content = Content(load_or_create_signing_key(central.key_file), kiosk_id=NODE)
     port = free_port()
     browser = KioskBrowser(url=f"http://127.0.0.1:{port}/player", workdir=tmp_path / "browser")
     restarts = tmp_path / "restarts.log"
@@ -100,21 +99,20 @@ async def community(broker: Broker, tmp_path: Path) -> AsyncIterator[Community]:
     running = asyncio.create_task(agent.run(stop))
     try:
         await agent.wait_ready(20)
-        signed = content.signed(
-            [(png(media / "a.png", (20, 20, 160)), 3), (bundle(media / "b.zip", {"index.html": BUNDLE_HTML}), 3)]
-        )
-        assert await agent.kiosk.install_content(signed, content.files) is not None
         browser.start()
         async with (
             async_playwright() as pw,
             httpx.AsyncClient(
-                base_url=central.url, headers={"Authorization": f"Bearer {central.token}"}, timeout=10
+                base_url=central.url, headers={"Authorization": f"Bearer {central.token}"}, timeout=30
             ) as api,
         ):
+            image = png(media / "notice.png", (20, 20, 160))
+            timetable = bundle(media / "timetable.zip", {"index.html": BUNDLE_HTML})
+            await publish(api, "main", [image, timetable])
             cdp = await pw.chromium.connect_over_cdp(browser.devtools_url)
             page = cdp.contexts[0].pages[0]
-            await wait_js(page, "document.body.dataset.mode === 'playlist'", 15)
-            yield Community(central, feed, agent, page, api, restarts)
+            await wait_js(page, "document.body.dataset.mode === 'playlist'", 30)
+            yield Community(central, feed, agent, page, api, restarts, media)
             await cdp.close()
     finally:
         browser.stop()
@@ -122,6 +120,29 @@ async def community(broker: Broker, tmp_path: Path) -> AsyncIterator[Community]:
         await asyncio.wait_for(running, 20)
         await asyncio.to_thread(central.stop)
         feed.stop()
+
+
+async def publish(api: httpx.AsyncClient, playlist: str, files: list[Path]) -> dict[str, Any]:
+    """What an operator does: upload the files, make them a playlist, play it on the kiosk, publish."""
+
+    async def kiosk_known() -> bool:
+        kiosks = (await api.get("/api/v1/kiosk/kiosks")).json()
+        return any(k["node_id"] == NODE and k["device_id"] for k in kiosks)
+
+    await eventually_async(kiosk_known, 20, "the kiosk at central")
+    items = []
+    for path in files:
+        uploaded = await api.post("/api/v1/kiosk/assets", files={"file": (path.name, path.read_bytes())})
+        assert uploaded.status_code in (200, 201), uploaded.text
+        items.append({"asset": uploaded.json()["sha256"], "duration_s": 3, "title": path.stem})
+    saved = await api.put(f"/api/v1/kiosk/playlists/{playlist}", json={"name": playlist, "items": items})
+    assert saved.status_code == 200, saved.text
+    default = await api.put(f"/api/v1/kiosk/kiosks/{NODE}/default-playlist", json={"playlist_id": playlist})
+    assert default.status_code == 200, default.text
+    report = await api.post("/api/v1/kiosk/publish")
+    assert report.status_code == 200, report.text
+    result: dict[str, Any] = report.json()
+    return result
 
 
 async def test_an_official_alert_for_the_kiosks_area_reaches_its_screen_and_the_proof_reaches_central(
@@ -161,3 +182,41 @@ async def test_a_kiosk_browser_silent_after_its_restarts_becomes_an_incident(com
     node = (await c.api.get(f"/api/v1/nodes/{NODE}")).json()
     kiosk = next(d for d in node["devices"] if d["device_id"] == "kiosk")
     assert kiosk["status"] == "offline" and kiosk["reason"] == "browser_unresponsive"
+
+
+async def test_content_published_at_central_is_downloaded_verified_and_played_and_the_kiosk_confirms_it(
+    community: Community,
+) -> None:
+    c = community
+
+    async def confirmed(version: int) -> bool:
+        kiosk = next(k for k in (await c.api.get("/api/v1/kiosk/kiosks")).json() if k["node_id"] == NODE)
+        return bool(kiosk["confirmed_version"] == version)
+
+    await eventually_async(lambda: confirmed(1), 20, "version 1 confirmed at central")
+    assert await c.page.evaluate("document.body.dataset.itemKind") in {"image", "bundle"}
+    assert c.agent.kiosk is not None and c.agent.kiosk.content.current_version == 1
+
+    poster = png(c.media / "poster.png", (250, 200, 40), width=200, height=100)
+    report = await publish(c.api, "evening", [poster])
+    assert [r["status"] for r in report["results"]] == ["published"]
+    await eventually_async(lambda: confirmed(2), 30, "version 2 confirmed at central")
+    await wait_js(
+        c.page, "(() => { const i = document.querySelector('#stage img'); return i && i.naturalWidth === 200; })()", 10
+    )
+    again = (await c.api.post("/api/v1/kiosk/publish")).json()
+    assert [r["status"] for r in again["results"]] == ["unchanged"]
+
+
+async def test_an_operator_gets_a_fresh_screenshot_of_what_the_kiosk_shows(community: Community) -> None:
+    c = community
+    asked = await c.api.post(f"/api/v1/kiosk/kiosks/{NODE}/screenshot")
+    assert asked.status_code == 202, asked.text
+
+    async def arrived() -> bool:
+        return (await c.api.get(f"/api/v1/kiosk/kiosks/{NODE}/screenshot")).status_code == 200
+
+    await eventually_async(arrived, 20, "the screenshot at central")
+    shot = await c.api.get(f"/api/v1/kiosk/kiosks/{NODE}/screenshot")
+    assert shot.headers["content-type"] == "image/jpeg" and shot.content.startswith(b"\xff\xd8\xff")
+    assert int(shot.headers["x-width"]) > 100 and shot.headers["x-taken-at"]

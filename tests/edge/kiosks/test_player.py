@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from nacl.signing import SigningKey
+from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, async_playwright
 
 from edge.agent import EdgeAgent
@@ -68,7 +69,13 @@ async def wait_js(page: Page, expression: str, timeout: float = 5.0) -> None:
     """Poll *expression* in the page until it is truthy (the player's CSP forbids Playwright's own eval-based wait;
     evaluate goes through DevTools and is not subject to it)."""
     deadline = time.monotonic() + timeout
-    while not await page.evaluate(expression):
+    while True:
+        try:
+            if await page.evaluate(expression):
+                return
+        except PlaywrightError as exc:  # the page is still loading (first navigation): ask again
+            if "context was destroyed" not in str(exc):
+                raise
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for: {expression}")
         await asyncio.sleep(0.02)
