@@ -36,6 +36,7 @@ from central.dashboard.security import install_security_headers
 from central.incidents.engine import IncidentEngine
 from central.ingest.service import IngestService
 from central.kiosks.alerts import KioskAlertDispatcher
+from central.kiosks.publish import KioskPublisher
 from central.notify.service import NotificationService
 from central.services import Services
 from central.store import migrate
@@ -93,7 +94,10 @@ def create_app(config: CentralConfig, *, start_background: bool = True) -> FastA
                 on_notifications=services.notifications.wake,
                 alerts_known_until=services.alerts.known_until,
             )
-            services.kiosk_alerts = KioskAlertDispatcher(config, services.db, services.bus, services.commands)
+            app.state.kiosk_publisher = KioskPublisher(config, services.db)  # shared with the kiosk API
+            services.kiosk_alerts = KioskAlertDispatcher(
+                config, services.db, services.bus, services.commands, publisher=app.state.kiosk_publisher
+            )
             tasks = [
                 asyncio.create_task(mqtt.run(), name="mqtt-ingest"),
                 asyncio.create_task(command_mqtt.run(), name="mqtt-commands"),

@@ -1,4 +1,5 @@
-"""Official alerts to kiosks: every kiosk of a site an alert covers is told, and told again when it changes.
+"""Official alerts to kiosks: every kiosk of a site an alert covers is told, and told again when it changes; and
+content a kiosk has not confirmed is sent again once it is back.
 
 :class:`KioskAlertDispatcher` is level-triggered: on every alert or node change (and every ``interval_s``) it works
 out, per node that announced the ``kiosk`` capability, the set of open alert periods covering the node's site
@@ -21,6 +22,7 @@ from central.alerts.queries import site_alerts
 from central.bus import Bus
 from central.commands import CommandError, CommandService
 from central.config import CentralConfig
+from central.kiosks.publish import KioskPublisher
 from central.store.db import Database
 from central.store.fleet_models import DeviceStateRecord, Node
 from varta.contract import CommandType, DeviceKind, KioskAlert, KioskAlertsParams
@@ -35,9 +37,21 @@ class KioskAlertDispatcher:
     """See the module docstring."""
 
     def __init__(
-        self, config: CentralConfig, db: Database, bus: Bus, commands: CommandService, *, interval_s: float = 30.0
+        self,
+        config: CentralConfig,
+        db: Database,
+        bus: Bus,
+        commands: CommandService,
+        *,
+        publisher: KioskPublisher | None = None,
+        interval_s: float = 30.0,
+        redeliver_after_s: float = 600.0,
     ) -> None:
         self.config = config
+        self.publisher = publisher
+        """Also sends each kiosk the newest content it has not confirmed (it was offline, or the command expired)."""
+        self.redeliver_after_s = redeliver_after_s
+        self.redelivered = 0
         self.db = db
         self.commands = commands
         self.interval_s = interval_s
@@ -85,6 +99,14 @@ class KioskAlertDispatcher:
             device_id = device_of.get(node_id)
             if device_id is None:
                 continue  # the kiosk has not reported yet: its first state wakes us again
+            if self.publisher is not None:
+                try:
+                    if await self.publisher.redeliver(
+                        self.commands, node_id, device_id, older_than_s=self.redeliver_after_s
+                    ):
+                        self.redelivered += 1
+                except Exception:  # content must never hold up alerts
+                    log.exception("kiosk_content.redeliver_failed", node_id=node_id)
             wanted = by_site.get(site, ())
             if self._sent.get(node_id) == (boot_id, wanted):
                 continue
@@ -116,4 +138,9 @@ class KioskAlertDispatcher:
 
     def stats(self) -> dict[str, Any]:
         """Commands sent and failures by reason."""
-        return {"sent": self.sent, "errors": dict(self.errors), "nodes_known": len(self._sent)}
+        return {
+            "sent": self.sent,
+            "errors": dict(self.errors),
+            "nodes_known": len(self._sent),
+            "content_redelivered": self.redelivered,
+        }

@@ -65,6 +65,9 @@ COMMAND_TTL_S: Final = 300
 API_PREFIX: Final = "/api/v1/kiosk"
 
 
+REDELIVERED_BY = "system:kiosk-content"
+
+
 class PublishStatus(StrEnum):
     """What publishing did for one kiosk."""
 
@@ -331,16 +334,25 @@ class KioskPublisher:
         self, commands: CommandService, kiosk: KioskNode, *, issued_by: str, force: bool, ip: str | None
     ) -> PublishOutcome:
         node_id = kiosk.node.node_id
-        if not kiosk.node.online:
-            return PublishOutcome(node_id, PublishStatus.UNREACHABLE, detail="the node is offline")
         if kiosk.device is None:
             return PublishOutcome(node_id, PublishStatus.UNREACHABLE, detail="the node has not reported its kiosk yet")
         for _attempt in range(3):
             try:
                 async with self.db.session() as session:
-                    return await self._issue_and_send(
-                        session, commands, node_id, kiosk.device.device_id, issued_by=issued_by, force=force, ip=ip
+                    outcome = await self._issue_and_send(
+                        session,
+                        commands,
+                        node_id,
+                        kiosk.device.device_id,
+                        issued_by=issued_by,
+                        force=force,
+                        ip=ip,
+                        send=kiosk.node.online,
                     )
+                if not kiosk.node.online:
+                    detail = "the node is offline: the manifest is issued and goes out when the node is back"
+                    return PublishOutcome(node_id, PublishStatus.UNREACHABLE, outcome.version, detail=detail)
+                return outcome
             except IntegrityError:  # another central instance issued this version first: take the next one
                 log.info("kiosk.publish_version_taken", node_id=node_id)
         return PublishOutcome(node_id, PublishStatus.FAILED, detail="could not claim a new version")
@@ -355,6 +367,7 @@ class KioskPublisher:
         issued_by: str,
         force: bool,
         ip: str | None,
+        send: bool = True,
     ) -> PublishOutcome:
         now = utcnow()
         try:
@@ -396,6 +409,38 @@ class KioskPublisher:
             session.add(row)
             await session.commit()
             log.info("kiosk.manifest_issued", node_id=node_id, version=version, assets=len(built.manifest.assets))
+        if not send:
+            return PublishOutcome(node_id, PublishStatus.UNREACHABLE, row.version)
+        return await self._send(session, commands, row, device_id, issued_by=issued_by, ip=ip)
+
+    async def redeliver(self, commands: CommandService, node_id: str, device_id: str, *, older_than_s: float) -> bool:
+        """Send again the newest manifest *node_id* has not confirmed (never sent, or sent more than *older_than_s*
+        ago: the node was offline, the command expired, the download failed for good); True when one was sent."""
+        async with self._lock, self.db.session() as session:
+            latest = (await latest_manifests(session, [node_id])).get(node_id)
+            if latest is None:
+                return False
+            installed = await latest_events(session, [node_id], [INSTALLED_EVENT])
+            confirmed = confirmed_version(installed.get((node_id, INSTALLED_EVENT)))
+            if confirmed is not None and confirmed >= latest.version:
+                return False
+            if latest.sent_at is not None and (utcnow() - latest.sent_at).total_seconds() < older_than_s:
+                return False
+            outcome = await self._send(session, commands, latest, device_id, issued_by=REDELIVERED_BY, ip=None)
+            self.outcomes[f"redelivered_{outcome.status.value}"] += 1
+            return outcome.status == PublishStatus.PUBLISHED
+
+    async def _send(
+        self,
+        session: AsyncSession,
+        commands: CommandService,
+        row: KioskManifest,
+        device_id: str,
+        *,
+        issued_by: str,
+        ip: str | None,
+    ) -> PublishOutcome:
+        node_id = row.node_id
         base = public_base(self.config)
         params = KioskContentParams(
             device_id=device_id,

@@ -32,7 +32,9 @@ from sqlalchemy import func, select
 from central.auth.roles import Role
 from central.commands import CommandService
 from central.config import CommandSettings
+from central.kiosks.alerts import KioskAlertDispatcher
 from central.kiosks.library import ContentLibrary, LibraryLimits
+from central.kiosks.publish import KioskPublisher
 from central.store.fleet_models import CommandRecord, DeviceStateRecord, EventRecord, Node
 from central.store.kiosk_models import KioskAsset, KioskManifest
 from tests.central.test_auth_support import CentralEnv, central_env
@@ -509,7 +511,7 @@ async def test_publish_signs_per_kiosk_manifests_and_skips_unchanged_ones(api: K
     assert {n: (r["status"], r["version"]) for n, r in results.items()} == {
         "kiosk-01": ("published", 1),
         "kiosk-02": ("published", 1),
-        "kiosk-03": ("unreachable", None),  # offline
+        "kiosk-03": ("unreachable", 1),  # offline: issued, sent when it is back
         "kiosk-04": ("unreachable", None),  # has not reported its kiosk device
     }
     assert "offline" in results["kiosk-03"]["detail"]
@@ -780,3 +782,46 @@ async def test_preview_follows_the_schedule_windows(api: KioskApi) -> None:
     assert (r.status_code, r.json()["detail"]["reason"]) == (422, "naive_time")
     r = await api.client.get("/api/v1/kiosk/preview", params={"node_id": "ghost-9"}, headers=api.auth())
     assert r.status_code == 404
+
+
+async def test_content_issued_while_a_kiosk_was_offline_goes_out_when_it_is_back(api: KioskApi, webm: bytes) -> None:
+    await _library(api, webm)
+    results = await api.publish()
+    assert results["kiosk-03"]["status"] == "unreachable" and "when the node is back" in results["kiosk-03"]["detail"]
+    await api.commands_for(2)  # kiosk-01 and kiosk-02 got theirs
+    publisher = get_publisher_of(api)
+    dispatcher = KioskAlertDispatcher(
+        api.env.config, api.env.db, api.env.app.state.services.bus, api.commands, publisher=publisher
+    )
+    await dispatcher.sync_once()
+    assert await content_updates(api) == {}  # kiosk-03 is still offline; the others have theirs (sent just now)
+
+    async with api.env.db.session() as s:
+        node = await s.get(Node, "kiosk-03")
+        assert node is not None
+        node.online = True
+        await s.commit()
+    await dispatcher.sync_once()
+    got = await content_updates(api)
+    assert list(got) == ["kiosk-03"]
+    params, manifest = await _fetch_as_node(api, got["kiosk-03"])
+    assert params.version == 1 and manifest.kiosk_ids == ("kiosk-03",)
+    await dispatcher.sync_once()  # sent a moment ago: not again until redeliver_after_s has passed
+    assert await content_updates(api) == {}
+    assert dispatcher.redelivered == 1
+
+
+async def content_updates(api: KioskApi) -> dict[str, Command]:
+    """The kiosk.content.update commands that arrive within half a second (other commands are dropped)."""
+    await asyncio.sleep(0.5)
+    got = {}
+    while not api.received.empty():
+        command = api.received.get_nowait()
+        if command.command == "kiosk.content.update":
+            got[command.node_id] = command
+    return got
+
+
+def get_publisher_of(api: KioskApi) -> KioskPublisher:
+    publisher = getattr(api.env.app.state, "kiosk_publisher", None)
+    return publisher if isinstance(publisher, KioskPublisher) else KioskPublisher(api.env.config, api.env.db)
