@@ -6,15 +6,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from edge.commands import CommandFailed
 from edge.kiosks.config import KioskSettings
+from edge.kiosks.director import KioskDirector, OfficialAlert
 from edge.kiosks.manager import KioskManager
+from edge.kiosks.screen import SimulatedScreen
 from edge.kiosks.server import Heartbeat, Played
 from tests.edge.alerts.conftest import RecordingSink
-from varta.contract import Channel, Command, DeviceStatus, Envelope, utcnow
+from varta.contract import Channel, Command, DeviceStatus, Envelope, SirenState, utcnow
 
 
 class Host(RecordingSink):
@@ -104,3 +107,40 @@ async def test_commands_for_another_kiosk_are_refused(kiosk: tuple[KioskManager,
         await manager._cmd_alerts_set(command)
     ok = Command.model_construct(params={"device_id": "kiosk", "alerts": []})
     assert (await manager._cmd_alerts_set(ok))["alerts"] == 0
+
+
+async def test_the_screen_follows_its_hours_but_an_alert_turns_it_on_at_any_hour(tmp_path: Path) -> None:
+    now = datetime.now(UTC).astimezone(ZoneInfo("Europe/Kyiv"))
+    later = (now + timedelta(hours=2)).strftime("%H:%M")
+    much_later = (now + timedelta(hours=3)).strftime("%H:%M")
+    settings = KioskSettings(
+        enabled=True, content_dir=tmp_path / "kiosk", screen_on_windows=[{"start": later, "end": much_later}]
+    )
+    manager = KioskManager(settings, Host(), central_public_keys=[], kiosk_id="node-1", data_dir=tmp_path, boot_id="b")
+    screen = manager.screen
+    assert isinstance(screen, SimulatedScreen)
+    await manager._apply_screen()
+    assert manager.screen_on is False and await screen.get_power() is False  # outside its hours: off
+
+    manager.siren_changed("siren-1", SirenState.SOUNDING)
+    await manager._apply_screen()
+    assert manager.screen_on is True and await screen.get_power() is True  # people must see where to go
+
+    manager.siren_changed("siren-1", SirenState.IDLE)
+    await manager._apply_screen()
+    assert await screen.get_power() is False
+
+
+def test_a_drill_is_shown_as_a_drill_and_a_real_alert_outranks_it(tmp_path: Path) -> None:
+    director = KioskDirector(KioskSettings(enabled=True, content_dir=tmp_path))
+    started = datetime.now(UTC)
+    director.official_alert(OfficialAlert(alert_id="drill-1", drill=True, started_at=started))
+    assert director.state.mode == "alert" and director.state.alert is not None and director.state.alert.drill
+    director.official_alert(OfficialAlert(alert_id="real-1", region="Поділ", started_at=started + timedelta(minutes=1)))
+    assert director.state.alert is not None and director.state.alert.alert_id == "real-1"
+    assert not director.state.alert.drill
+    director.siren_changed("siren-1", True)  # the siren right here outranks both
+    assert director.state.alert is not None and director.state.alert.source == "siren"
+    director.siren_changed("siren-1", False)
+    director.set_official_alerts({})  # the all-clear
+    assert director.state.mode == "blank"  # no content yet: a blank (clock) screen, never the old alert

@@ -282,3 +282,16 @@ async def test_a_silent_player_is_restarted_and_after_the_cap_reported_critical(
     capped = rig.events("kiosk.browser_restart_capped")[0]
     assert capped["data"]["restarts_this_boot"] == 2  # type: ignore[index]
     assert rig.kiosk.health.capped
+
+
+async def test_a_touch_pauses_the_loop_and_the_idle_timeout_returns_to_it(rig: KioskRig) -> None:
+    page = rig.page
+    await rig.wait_mode("playlist", timeout=15)
+    await wait_js(page, "document.body.dataset.item === '0'", 10)
+    await page.mouse.click(400, 300)  # a resident touches the screen
+    await wait_js(page, "document.body.dataset.touching === '1'", 2)
+    await asyncio.sleep(3)  # longer than the image's 2 s: the loop does not move on while someone reads
+    assert (await item_on_screen(page))[0] == "0"
+    await eventually(lambda: rig.kiosk.health.beat is not None and rig.kiosk.health.beat.touching, 3, "the touch")
+    # idle_return_s is 5 s: the loop comes back by itself
+    await wait_js(page, "document.body.dataset.touching === undefined && document.body.dataset.item === '1'", 8)
