@@ -30,7 +30,7 @@ from central.api import tokens as tokens_api
 from central.api import users as users_api
 from central.commands import CommandService
 from central.config import CentralConfig
-from central.dashboard import camera_pages, incident_pages
+from central.dashboard import camera_pages, incident_pages, kiosk_pages
 from central.dashboard import routes as dashboard_routes
 from central.dashboard.security import install_security_headers
 from central.incidents.engine import IncidentEngine
@@ -153,6 +153,7 @@ def create_app(config: CentralConfig, *, start_background: bool = True) -> FastA
         audit_api.router,
         camera_pages.router,  # page routers before the dashboard's own (it has catch-all-ish routes)
         incident_pages.router,
+        kiosk_pages.router,
         dashboard_routes.router,
     ):
         app.include_router(router)

@@ -201,6 +201,9 @@ def test_every_route_is_guarded_or_explicitly_public(central_env: CentralEnv) ->
         "GET /cameras",
         "GET /cameras/{node_id}/{device_id}",
         "GET /cameras/discovery",
+        "GET /kiosks",
+        "GET /kiosks/content",
+        "GET /kiosks/preview",
     ):
         assert expected in paths, expected
     # Cameras: dispatchers watch and steer them; operators adopt, set credentials, reboot and sync clocks.
@@ -223,6 +226,9 @@ def test_every_route_is_guarded_or_explicitly_public(central_env: CentralEnv) ->
         "GET /cameras/discovery",
     ):
         assert minimum[route] is Role.OPERATOR, route
+    # Kiosks: everyone signed in sees the kiosk list and the preview; IT (operators) edits the content.
+    assert (minimum["GET /kiosks"], minimum["GET /kiosks/preview"]) == (Role.OBSERVER, Role.OBSERVER)
+    assert minimum["GET /kiosks/content"] is Role.OPERATOR
     assert all(g.page for g in found if not g.path.startswith("/api/")), "HTML pages use require_page_role"
     assert not any(g.page for g in found if g.path.startswith("/api/")), "API routes use require_role"
 
