@@ -151,20 +151,23 @@ async def store_screenshots(session: AsyncSession, items: list[tuple[Snapshot, s
         )
         touched.add((message.node_id, message.device_id))
     await session.flush()
-    for node_id, device_id in touched:
+    await _keep_newest(session, KioskScreenshot, touched)
+
+
+async def _keep_newest(
+    session: AsyncSession, model: type[CameraSnapshot] | type[KioskScreenshot], devices: set[tuple[str, str]]
+) -> None:
+    """Delete all but the newest :data:`SNAPSHOTS_KEPT` pictures of each (node, device) in *devices*."""
+    for node_id, device_id in devices:
         keep = (
-            select(KioskScreenshot.id)
-            .where(KioskScreenshot.node_id == node_id, KioskScreenshot.device_id == device_id)
-            .order_by(KioskScreenshot.taken_at.desc(), KioskScreenshot.id.desc())
+            select(model.id)
+            .where(model.node_id == node_id, model.device_id == device_id)
+            .order_by(model.taken_at.desc(), model.id.desc())
             .limit(SNAPSHOTS_KEPT)
         )
         kept = list((await session.scalars(keep)).all())
         await session.execute(
-            delete(KioskScreenshot).where(
-                KioskScreenshot.node_id == node_id,
-                KioskScreenshot.device_id == device_id,
-                KioskScreenshot.id.not_in(kept),
-            )
+            delete(model).where(model.node_id == node_id, model.device_id == device_id, model.id.not_in(kept))
         )
 
 
@@ -199,21 +202,7 @@ async def store_snapshots(
         touched.add((message.node_id, message.device_id))
     if touched:
         await session.flush()
-    for node_id, device_id in touched:
-        keep = (
-            select(CameraSnapshot.id)
-            .where(CameraSnapshot.node_id == node_id, CameraSnapshot.device_id == device_id)
-            .order_by(CameraSnapshot.taken_at.desc(), CameraSnapshot.id.desc())
-            .limit(SNAPSHOTS_KEPT)
-        )
-        kept = list((await session.scalars(keep)).all())
-        await session.execute(
-            delete(CameraSnapshot).where(
-                CameraSnapshot.node_id == node_id,
-                CameraSnapshot.device_id == device_id,
-                CameraSnapshot.id.not_in(kept),
-            )
-        )
+        await _keep_newest(session, CameraSnapshot, touched)
 
 
 async def store_discoveries(

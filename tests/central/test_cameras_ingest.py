@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 from sqlalchemy import func, select
 
 from central.store.camera_models import Camera, CameraSnapshot, DiscoveredDeviceRecord
 from central.store.fleet_models import Node
+from central.store.kiosk_screen_models import KioskScreenshot
 from tests.central.conftest import IngestEnv
 from tests.central.test_cameras_support import CameraNode, found, jpeg
 from tests.central.test_ingest import eventually
-from varta.contract import MAX_PAYLOAD_BYTES, Channel, DeviceStatus, encode, topic
+from varta.contract import MAX_PAYLOAD_BYTES, Channel, DeviceStatus, encode, topic, utcnow
 
 
 async def publish(
@@ -199,3 +202,28 @@ async def test_camera_changes_are_pushed_on_the_bus(ingest_env: IngestEnv) -> No
                     if seen[-1]["snapshot_at"] is not None:
                         break
     assert seen[0]["device_id"] == "cam-9" and seen[0]["status"] == "degraded" and seen[0]["reason"] == "frozen"
+
+
+async def test_kiosk_screenshots_keep_the_newest_three_and_never_make_a_camera(ingest_env: IngestEnv) -> None:
+    node = CameraNode("center", "kiosk-1")
+    await publish(ingest_env, node, Channel.BIRTH, node.birth())
+    start = utcnow()
+    for i in range(5):
+        shot = node.snapshot("kiosk", jpeg(seed=i), taken_at=start + timedelta(seconds=i)).model_copy(
+            update={"source": "screen"}
+        )
+        await publish(ingest_env, node, Channel.SNAPSHOT, shot, "kiosk")
+
+    async def stored() -> list[datetime]:
+        async with ingest_env.db.session() as s:
+            rows = await s.scalars(select(KioskScreenshot.taken_at).order_by(KioskScreenshot.taken_at))
+            return list(rows.all())
+
+    await eventually(lambda: _has_newest(stored, start + timedelta(seconds=4)))
+    assert await stored() == [start + timedelta(seconds=i) for i in (2, 3, 4)]
+    assert await camera(ingest_env, "kiosk-1", "kiosk") is None  # a screen is not a camera
+
+
+async def _has_newest(stored: Any, newest: datetime) -> bool:
+    rows = await stored()
+    return bool(rows) and rows[-1] == newest
