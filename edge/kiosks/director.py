@@ -202,7 +202,7 @@ class KioskDirector:
     def _derive(self) -> PlayerState:
         s = self.settings
         common = {
-            "generation": getattr(self, "_generation", 0),
+            "generation": self._generation,
             "heartbeat_interval_s": s.heartbeat_interval_s,
             "idle_return_s": s.idle_return_s,
             "content_version": self.manifest.version if self.manifest else None,
